@@ -1,0 +1,32 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   # the main job (end-to-end NLHF on the synthetic TL;DR world)
+#   make test   # the test suite on 8 fake CPU devices
+# Both create and reuse a local virtual environment in $(VENV).
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+XLA_TEST_FLAGS := --xla_force_host_platform_device_count=8
+PYTEST_ARGS ?=
+
+.PHONY: test demo install clean-venv
+
+install: $(STAMP)
+
+$(STAMP): setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	XLA_FLAGS=$(XLA_TEST_FLAGS) JAX_PLATFORMS=cpu TF_CPP_MIN_LOG_LEVEL=3 \
+	  $(PY) -m pytest -q tests $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	@echo "The end-to-end demo arrives with issue #8 (see README: 'Status')."
+	@exit 1
+
+clean-venv:
+	rm -rf $(VENV)
