@@ -1,0 +1,1 @@
+"""Data: TL;DR readers, TFDS builders, seqio tasks, the synthetic TL;DR world."""
