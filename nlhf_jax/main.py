@@ -1,0 +1,152 @@
+r"""Gin-driven entry point.
+
+  python -m nlhf_jax.main --gin_file=gin_configs/describe.gin \
+      --gin_file=gin_configs/models/small.gin --gin.MESH_MODEL=2
+
+Flags:
+  --gin_file=PATH         a gin file (repeatable; later files win). Paths are
+                          relative to the working directory or the repo root.
+  --gin.NAME=VALUE        one binding, e.g. --gin.TRAIN_STEPS=100 or
+                          --gin.WORKDIR=\"/tmp/run\" (strings need quotes).
+  --coordinator_address, --num_processes, --process_id
+                          multi-process runs (else from NLHF_* variables or
+                          the TPU/SLURM environment; see partitioning.py).
+  --platform=cpu|gpu|tpu  force a JAX platform (useful with libtpu installed).
+
+The gin files bind `nlhf_jax.main.run.job`, the function to run (e.g.
+`@model_info.describe`), and that function's arguments. Every configuration
+error (missing file, unknown binding, unparsable or out-of-range value) stops
+the program before any compute with exit code 2 and a message naming the file
+or binding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any, Callable, Optional, Sequence
+
+import gin
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class ConfigError(Exception):
+  """A configuration problem found before any compute."""
+
+
+def run(job: Callable[[], Any] = gin.REQUIRED,
+        workdir: Optional[str] = None) -> Any:
+  """Runs the configured job and records the operative gin config.
+
+  Args:
+    job: the function to call (its own arguments are gin-bound).
+    workdir: where `config.gin` (the operative configuration) is written.
+  """
+  result = job()
+  if workdir:
+    import jax  # pylint: disable=g-import-not-at-top
+    if jax.process_index() == 0:
+      os.makedirs(workdir, exist_ok=True)
+      with open(os.path.join(workdir, "config.gin"), "w",
+                encoding="utf-8") as f:
+        f.write(gin.operative_config_str())
+  return result
+
+
+def split_gin_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+  """Separates `--gin.NAME=VALUE` flags (as bindings) from the other flags."""
+  bindings, rest = [], []
+  for arg in argv:
+    if arg.startswith("--gin."):
+      name, sep, value = arg[len("--gin."):].partition("=")
+      if not sep or not name:
+        raise ConfigError(f"Flag {arg!r} must look like --gin.NAME=VALUE.")
+      bindings.append(f"{name} = {value}")
+    else:
+      rest.append(arg)
+  return bindings, rest
+
+
+def resolve_gin_file(path: str) -> str:
+  """Finds a gin file relative to the working directory or the repo root."""
+  for candidate in (path, os.path.join(REPO_ROOT, path)):
+    if os.path.isfile(candidate):
+      return candidate
+  raise ConfigError(
+      f"Gin file {path!r} not found (looked in {os.getcwd()!r} and "
+      f"{REPO_ROOT!r}).")
+
+
+def parse_config(gin_files: Sequence[str], bindings: Sequence[str]) -> None:
+  """Parses gin files then bindings; errors name the file or binding."""
+  gin.clear_config()
+  gin.add_config_file_search_path(REPO_ROOT)
+  for path in gin_files:
+    resolved = resolve_gin_file(path)
+    try:
+      gin.parse_config_file(resolved)
+    except Exception as e:  # gin raises several types; all are config errors.
+      raise ConfigError(f"In gin file {path!r}: {e}") from e
+  for binding in bindings:
+    try:
+      gin.parse_config(binding)
+    except Exception as e:
+      hint = ""
+      if isinstance(e, SyntaxError):
+        hint = " (string values need quotes: --gin.NAME=\\\"value\\\")"
+      raise ConfigError(f"In binding {binding!r}: {e}{hint}") from e
+
+
+def _flags(argv: Sequence[str]) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(
+      prog="python -m nlhf_jax.main", description=__doc__,
+      formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--gin_file", action="append", default=[])
+  parser.add_argument("--gin_bindings", action="append", default=[])
+  parser.add_argument("--coordinator_address", default=None)
+  parser.add_argument("--num_processes", type=int, default=None)
+  parser.add_argument("--process_id", type=int, default=None)
+  parser.add_argument("--platform", default=None,
+                      choices=("cpu", "gpu", "cuda", "tpu"))
+  return parser.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> Any:
+  """Parses flags and gin, initialises multi-process JAX, runs the job."""
+  argv = list(sys.argv[1:] if argv is None else argv)
+  try:
+    bindings, rest = split_gin_args(argv)
+    flags = _flags(rest)
+    gin_files = [f for arg in flags.gin_file for f in arg.split(",") if f]
+    if not gin_files:
+      raise ConfigError("No --gin_file given.")
+    parse_config(gin_files, list(flags.gin_bindings) + bindings)
+  except ConfigError as e:
+    print(f"Config error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+  if flags.platform:
+    os.environ["JAX_PLATFORMS"] = flags.platform
+  from nlhf_jax import partitioning  # pylint: disable=g-import-not-at-top
+  partitioning.initialize_distributed(
+      flags.coordinator_address, flags.num_processes, flags.process_id)
+  # Under `python -m` this file is `__main__`; gin files bind the copy
+  # imported as `nlhf_jax.main`.
+  from nlhf_jax import main as main_lib  # pylint: disable=g-import-not-at-top,import-self
+  configured_run = gin.get_configurable(main_lib.run)
+  try:
+    return configured_run()
+  except (ValueError, TypeError) as e:
+    # Gin tags errors raised while building bound arguments (config
+    # dataclasses validate in __post_init__): these happen before compute.
+    if "In call to configurable" in str(e):
+      print(f"Config error: {e}\n  (gin files: {gin_files}; bindings: "
+            f"{bindings})", file=sys.stderr)
+      sys.exit(2)
+    raise
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,233 @@
+"""T5 1.1 building blocks in Flax linen, annotated with logical axis names.
+
+Every parameter is created through `nn.with_logical_partitioning`, so its
+logical axes (`vocab`, `embed`, `heads`, `kv`, `mlp`, `relpos_buckets`) travel
+with it; `nlhf_jax.partitioning` maps them to mesh axes in one place. Key
+activations are constrained with logical names prefixed `act_`.
+
+Shape suffixes: b = batch, q = query length, k = key length, e = d_model,
+h = heads, d = d_kv, f = d_ff, v = vocab.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+DType = jnp.dtype
+
+# Logical names of activations (see partitioning.LOGICAL_AXIS_RULES).
+ACT_BTE = ("act_batch", "act_length", "act_embed")
+ACT_BTHD = ("act_batch", "act_length", "act_heads", "act_kv")
+ACT_BTF = ("act_batch", "act_length", "act_mlp")
+ACT_BTV = ("act_batch", "act_length", "act_vocab")
+
+
+def constrain(x: Array, axes: tuple[str, ...]) -> Array:
+  """Logical sharding constraint; a no-op outside a mesh context."""
+  return nn.with_logical_constraint(x, axes)
+
+
+def _init(std_fn, axes: tuple[str, ...]):
+  """Truncated-free normal init with fan-dependent std, logically partitioned."""
+  return nn.with_logical_partitioning(std_fn, axes)
+
+
+def normal_init(std: float):
+  def init(key, shape, dtype=jnp.float32):
+    return std * jax.random.normal(key, shape, dtype)
+  return init
+
+
+class RMSNorm(nn.Module):
+  """T5 layer norm: x * rsqrt(mean(x^2) + eps) * scale (no mean, no bias)."""
+
+  epsilon: float = 1e-6
+  dtype: DType = jnp.float32
+  param_dtype: DType = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    scale = self.param(
+        "scale", _init(nn.initializers.ones, ("embed",)), (x.shape[-1],),
+        self.param_dtype)
+    x32 = x.astype(jnp.float32)
+    var = jnp.mean(jnp.square(x32), axis=-1, keepdims=True)
+    y = x32 * jax.lax.rsqrt(var + self.epsilon)
+    return (y * scale.astype(jnp.float32)).astype(self.dtype)
+
+
+def relative_position_bucket(relative_position: Array, bidirectional: bool,
+                             num_buckets: int, max_distance: int) -> Array:
+  """Maps key-minus-query offsets to T5 relative-position buckets.
+
+  Half the buckets (per direction) hold exact offsets 0..max_exact-1, the rest
+  are logarithmically spaced up to `max_distance`; larger offsets share the last
+  bucket. Unidirectional (decoder) attention only looks at the past.
+
+  Args:
+    relative_position: int array, memory_position - query_position.
+    bidirectional: whether future offsets get their own buckets.
+    num_buckets: total number of buckets.
+    max_distance: offset beyond which all positions share a bucket.
+
+  Returns:
+    int32 array of bucket ids with the shape of `relative_position`.
+  """
+  ret = jnp.zeros_like(relative_position)
+  n = -relative_position
+  if bidirectional:
+    num_buckets //= 2
+    ret += (n < 0).astype(jnp.int32) * num_buckets
+    n = jnp.abs(n)
+  else:
+    n = jnp.maximum(n, 0)
+  max_exact = num_buckets // 2
+  is_small = n < max_exact
+  n_safe = jnp.maximum(n, 1).astype(jnp.float32)
+  val_if_large = max_exact + (
+      jnp.log(n_safe / max_exact) / math.log(max_distance / max_exact) *
+      (num_buckets - max_exact)).astype(jnp.int32)
+  val_if_large = jnp.minimum(val_if_large, num_buckets - 1)
+  return (ret + jnp.where(is_small, n, val_if_large)).astype(jnp.int32)
+
+
+class RelativePositionBias(nn.Module):
+  """Learned per-head bias over relative-position buckets (one per stack)."""
+
+  num_buckets: int
+  max_distance: int
+  num_heads: int
+  bidirectional: bool
+  dtype: DType = jnp.float32
+  param_dtype: DType = jnp.float32
+
+  @nn.compact
+  def __call__(self, query_positions: Array, key_length: int) -> Array:
+    """Returns the bias [1, h, q, k] for queries at `query_positions` [q]."""
+    table = self.param(
+        "rel_embedding",
+        _init(nn.initializers.normal(1.0), ("relpos_buckets", "heads")),
+        (self.num_buckets, self.num_heads), self.param_dtype)
+    memory = jnp.arange(key_length, dtype=jnp.int32)[None, :]
+    rel = memory - query_positions.astype(jnp.int32)[:, None]  # [q, k]
+    buckets = relative_position_bucket(
+        rel, self.bidirectional, self.num_buckets, self.max_distance)
+    bias_qkh = jnp.take(table, buckets, axis=0)
+    return jnp.transpose(bias_qkh, (2, 0, 1))[None].astype(self.dtype)
+
+
+class MultiHeadAttention(nn.Module):
+  """T5 attention (no 1/sqrt(d) scaling; it is folded into the init).
+
+  With `decode=True` the module keeps a key/value cache in the `cache`
+  collection (`cached_key`, `cached_value` [b, max_len, h, d] and
+  `cache_index`), writes the single new position and attends to all cached
+  positions; masking of unwritten positions is the caller's job through
+  `bias`.
+  """
+
+  num_heads: int
+  d_kv: int
+  dropout_rate: float = 0.0
+  dtype: DType = jnp.float32
+  param_dtype: DType = jnp.float32
+
+  def _kernel(self, name: str, shape: tuple[int, ...], std: float,
+              axes: tuple[str, ...]) -> Array:
+    kernel = self.param(name, _init(normal_init(std), axes), shape,
+                        self.param_dtype)
+    return kernel.astype(self.dtype)
+
+  @nn.compact
+  def __call__(self, inputs_q: Array, inputs_kv: Array,
+               bias: Optional[Array] = None, *, decode: bool = False,
+               enable_dropout: bool = False) -> Array:
+    d_model = inputs_q.shape[-1]
+    inner = self.num_heads * self.d_kv
+    ehd = (d_model, self.num_heads, self.d_kv)
+    axes = ("embed", "heads", "kv")
+    w_q = self._kernel("query", ehd, (d_model * self.d_kv) ** -0.5, axes)
+    w_k = self._kernel("key", ehd, d_model ** -0.5, axes)
+    w_v = self._kernel("value", ehd, d_model ** -0.5, axes)
+    query = jnp.einsum("bqe,ehd->bqhd", inputs_q.astype(self.dtype), w_q)
+    key = jnp.einsum("bke,ehd->bkhd", inputs_kv.astype(self.dtype), w_k)
+    value = jnp.einsum("bke,ehd->bkhd", inputs_kv.astype(self.dtype), w_v)
+    query = constrain(query, ACT_BTHD)
+    key = constrain(key, ACT_BTHD)
+    value = constrain(value, ACT_BTHD)
+
+    if decode:
+      key, value = self._update_cache(key, value)
+
+    scores = jnp.einsum("bqhd,bkhd->bhqk", query, key,
+                        preferred_element_type=jnp.float32)
+    if bias is not None:
+      scores = scores + bias.astype(jnp.float32)
+    weights = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
+    if enable_dropout and self.dropout_rate > 0.0:
+      weights = nn.Dropout(self.dropout_rate, deterministic=False)(weights)
+    out = jnp.einsum("bhqk,bkhd->bqhd", weights, value)
+    out = constrain(out, ACT_BTHD)
+    w_o = self._kernel("out", (self.num_heads, self.d_kv, d_model),
+                       inner ** -0.5, ("heads", "kv", "embed"))
+    return jnp.einsum("bqhd,hde->bqe", out, w_o)
+
+  def _update_cache(self, key: Array, value: Array) -> tuple[Array, Array]:
+    """Writes the new step's key/value at `cache_index`; returns full caches."""
+    is_initialized = self.has_variable("cache", "cached_key")
+    cached_key = self.variable("cache", "cached_key", jnp.zeros, key.shape,
+                               key.dtype)
+    cached_value = self.variable("cache", "cached_value", jnp.zeros,
+                                 value.shape, value.dtype)
+    cache_index = self.variable("cache", "cache_index",
+                                lambda: jnp.array(0, dtype=jnp.int32))
+    if not is_initialized:
+      # Initialisation call: shapes only (key carries the max length).
+      return key, value
+    if key.shape[1] != 1:
+      raise ValueError(
+          f"Cached decoding takes one position per call, got length "
+          f"{key.shape[1]}.")
+    idx = cache_index.value
+    zero = jnp.array(0, dtype=jnp.int32)
+    cached_key.value = jax.lax.dynamic_update_slice(
+        cached_key.value, key.astype(cached_key.value.dtype),
+        (zero, idx, zero, zero))
+    cached_value.value = jax.lax.dynamic_update_slice(
+        cached_value.value, value.astype(cached_value.value.dtype),
+        (zero, idx, zero, zero))
+    cache_index.value = idx + 1
+    return cached_key.value, cached_value.value
+
+
+class GatedGeluMlp(nn.Module):
+  """T5 1.1 feed-forward: wo(gelu(wi_0 x) * wi_1 x), no biases."""
+
+  d_ff: int
+  dropout_rate: float = 0.0
+  dtype: DType = jnp.float32
+  param_dtype: DType = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array, *, enable_dropout: bool = False) -> Array:
+    d_model = x.shape[-1]
+
+    def dense(name, features, axes, fan_in):
+      return nn.Dense(
+          features, use_bias=False, dtype=self.dtype,
+          param_dtype=self.param_dtype, name=name,
+          kernel_init=_init(normal_init(fan_in ** -0.5), axes))
+
+    gate = dense("wi_0", self.d_ff, ("embed", "mlp"), d_model)(x)
+    linear = dense("wi_1", self.d_ff, ("embed", "mlp"), d_model)(x)
+    h = jax.nn.gelu(gate, approximate=True) * linear
+    h = constrain(h, ACT_BTF)
+    if enable_dropout and self.dropout_rate > 0.0:
+      h = nn.Dropout(self.dropout_rate, deterministic=False)(h)
+    return dense("wo", d_model, ("mlp", "embed"), self.d_ff)(h)

@@ -1,0 +1,340 @@
+"""T5 1.1 encoder-decoder (Flax linen) with an LM head and a scalar head.
+
+The architecture follows T5 1.1: pre-norm RMSNorm without mean subtraction,
+gated-GELU feed-forward, relative-position buckets computed once per stack and
+shared by its layers, no biases, an input embedding shared by encoder and
+decoder, an untied output projection, dropout on embeddings, sub-layer outputs
+and attention weights.
+
+Conventions: pad id 0 (also the decoder start token), EOS id 1. Decoder inputs
+are the targets shifted right by one with a leading 0.
+
+`T5` is the policy/reference network (logits over the vocabulary); `T5Scorer`
+reads the encoder input and one decoder step and returns a scalar, the shape
+needed by the reward model r(x, y) and the preference model's logit for
+P(y ≻ y' | x).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from nlhf_jax.models import layers
+
+Array = jax.Array
+
+REMAT_POLICIES = ("none", "full", "dots")
+
+
+@dataclasses.dataclass(frozen=True)
+class T5Config:
+  """Dimensions and numerics of a T5 1.1 model (see gin_configs/models/)."""
+
+  vocab_size: int = 32128
+  d_model: int = 512
+  num_heads: int = 6
+  d_kv: int = 64
+  d_ff: int = 1024
+  num_encoder_layers: int = 8
+  num_decoder_layers: int = 8
+  dropout_rate: float = 0.0
+  relative_attention_num_buckets: int = 32
+  relative_attention_max_distance: int = 128
+  layer_norm_epsilon: float = 1e-6
+  dtype: str = "float32"
+  param_dtype: str = "float32"
+  remat_policy: str = "none"
+
+  def __post_init__(self):
+    for name in ("vocab_size", "d_model", "num_heads", "d_kv", "d_ff",
+                 "num_encoder_layers", "num_decoder_layers",
+                 "relative_attention_num_buckets",
+                 "relative_attention_max_distance"):
+      value = getattr(self, name)
+      if not isinstance(value, int) or value <= 0:
+        raise ValueError(f"T5Config.{name} must be a positive int, got "
+                         f"{value!r}.")
+    if not 0.0 <= self.dropout_rate < 1.0:
+      raise ValueError(f"T5Config.dropout_rate must be in [0, 1), got "
+                       f"{self.dropout_rate!r}.")
+    if self.remat_policy not in REMAT_POLICIES:
+      raise ValueError(f"T5Config.remat_policy must be one of "
+                       f"{REMAT_POLICIES}, got {self.remat_policy!r}.")
+    for name in ("dtype", "param_dtype"):
+      try:
+        jnp.dtype(getattr(self, name))
+      except TypeError as e:
+        raise ValueError(f"T5Config.{name}: unknown dtype "
+                         f"{getattr(self, name)!r}.") from e
+
+  @property
+  def jnp_dtype(self):
+    return jnp.dtype(self.dtype)
+
+  @property
+  def jnp_param_dtype(self):
+    return jnp.dtype(self.param_dtype)
+
+
+def _remat(cls, policy: str, static_argnums: tuple[int, ...]):
+  """Activation checkpointing of a layer class (`self` is argument 0)."""
+  if policy == "none":
+    return cls
+  checkpoint_policy = (None if policy == "full" else
+                       jax.checkpoint_policies.checkpoint_dots)
+  return nn.remat(cls, policy=checkpoint_policy,
+                  static_argnums=static_argnums, prevent_cse=True)
+
+
+class EncoderLayer(nn.Module):
+  config: T5Config
+
+  @nn.compact
+  def __call__(self, x: Array, bias: Array, enable_dropout: bool) -> Array:
+    cfg = self.config
+    kw = dict(dtype=cfg.jnp_dtype, param_dtype=cfg.jnp_param_dtype)
+    drop = nn.Dropout(cfg.dropout_rate, deterministic=not enable_dropout)
+    h = layers.RMSNorm(cfg.layer_norm_epsilon, name="pre_attention_norm",
+                       **kw)(x)
+    h = layers.MultiHeadAttention(
+        cfg.num_heads, cfg.d_kv, cfg.dropout_rate, name="attention", **kw)(
+            h, h, bias, enable_dropout=enable_dropout)
+    x = x + drop(h)
+    h = layers.RMSNorm(cfg.layer_norm_epsilon, name="pre_mlp_norm", **kw)(x)
+    h = layers.GatedGeluMlp(cfg.d_ff, cfg.dropout_rate, name="mlp", **kw)(
+        h, enable_dropout=enable_dropout)
+    return layers.constrain(x + drop(h), layers.ACT_BTE)
+
+
+class DecoderLayer(nn.Module):
+  config: T5Config
+
+  @nn.compact
+  def __call__(self, x: Array, encoded: Array, self_bias: Array,
+               cross_bias: Array, enable_dropout: bool, decode: bool) -> Array:
+    cfg = self.config
+    kw = dict(dtype=cfg.jnp_dtype, param_dtype=cfg.jnp_param_dtype)
+    drop = nn.Dropout(cfg.dropout_rate, deterministic=not enable_dropout)
+    h = layers.RMSNorm(cfg.layer_norm_epsilon,
+                       name="pre_self_attention_norm", **kw)(x)
+    h = layers.MultiHeadAttention(
+        cfg.num_heads, cfg.d_kv, cfg.dropout_rate, name="self_attention",
+        **kw)(h, h, self_bias, decode=decode, enable_dropout=enable_dropout)
+    x = x + drop(h)
+    h = layers.RMSNorm(cfg.layer_norm_epsilon,
+                       name="pre_cross_attention_norm", **kw)(x)
+    h = layers.MultiHeadAttention(
+        cfg.num_heads, cfg.d_kv, cfg.dropout_rate,
+        name="encoder_decoder_attention", **kw)(
+            h, encoded, cross_bias, enable_dropout=enable_dropout)
+    x = x + drop(h)
+    h = layers.RMSNorm(cfg.layer_norm_epsilon, name="pre_mlp_norm", **kw)(x)
+    h = layers.GatedGeluMlp(cfg.d_ff, cfg.dropout_rate, name="mlp", **kw)(
+        h, enable_dropout=enable_dropout)
+    return layers.constrain(x + drop(h), layers.ACT_BTE)
+
+
+def _mask_to_bias(mask: Array) -> Array:
+  """Boolean attention mask [b, 1|h, q, k] -> additive float32 bias."""
+  return jnp.where(mask, 0.0, -1e10).astype(jnp.float32)
+
+
+class Encoder(nn.Module):
+  config: T5Config
+  embedder: nn.Module
+
+  @nn.compact
+  def __call__(self, tokens_bt: Array, enable_dropout: bool) -> Array:
+    cfg = self.config
+    x = self.embedder(tokens_bt.astype(jnp.int32))
+    x = nn.Dropout(cfg.dropout_rate, deterministic=not enable_dropout)(x)
+    x = layers.constrain(x.astype(cfg.jnp_dtype), layers.ACT_BTE)
+    length = tokens_bt.shape[1]
+    pos_bias = layers.RelativePositionBias(
+        cfg.relative_attention_num_buckets,
+        cfg.relative_attention_max_distance, cfg.num_heads,
+        bidirectional=True, dtype=cfg.jnp_dtype,
+        param_dtype=cfg.jnp_param_dtype, name="relpos_bias")(
+            jnp.arange(length), length)
+    key_mask = (tokens_bt > 0)[:, None, None, :]
+    bias = pos_bias + _mask_to_bias(key_mask)
+    layer_cls = _remat(EncoderLayer, cfg.remat_policy, (3,))
+    for i in range(cfg.num_encoder_layers):
+      x = layer_cls(cfg, name=f"layers_{i}")(x, bias, enable_dropout)
+    x = layers.RMSNorm(cfg.layer_norm_epsilon, dtype=cfg.jnp_dtype,
+                       param_dtype=cfg.jnp_param_dtype, name="encoder_norm")(x)
+    return nn.Dropout(cfg.dropout_rate, deterministic=not enable_dropout)(x)
+
+
+class Decoder(nn.Module):
+  """Decoder stack returning final hidden states [b, q, e].
+
+  Full mode: causal self-attention over `tokens_bq`. Cached mode
+  (`decode=True`): `tokens_bq` is one position [b, 1] at `positions_b`
+  (the same for the whole batch); keys beyond it are masked.
+  """
+
+  config: T5Config
+  embedder: nn.Module
+
+  @nn.compact
+  def __call__(self, encoded: Array, encoder_tokens_bt: Array,
+               tokens_bq: Array, enable_dropout: bool, decode: bool,
+               max_decode_length: Optional[int]) -> Array:
+    cfg = self.config
+    x = self.embedder(tokens_bq.astype(jnp.int32))
+    x = nn.Dropout(cfg.dropout_rate, deterministic=not enable_dropout)(x)
+    x = layers.constrain(x.astype(cfg.jnp_dtype), layers.ACT_BTE)
+    relpos = layers.RelativePositionBias(
+        cfg.relative_attention_num_buckets,
+        cfg.relative_attention_max_distance, cfg.num_heads,
+        bidirectional=False, dtype=cfg.jnp_dtype,
+        param_dtype=cfg.jnp_param_dtype, name="relpos_bias")
+    if decode:
+      initialized = self.has_variable("cache", "decode_step")
+      step = self.variable("cache", "decode_step",
+                           lambda: jnp.array(0, dtype=jnp.int32))
+      key_length = max_decode_length
+      query_pos = step.value[None]
+      if initialized:
+        step.value = step.value + 1
+      self_mask = (jnp.arange(key_length)[None, :] <= query_pos[:, None])
+    else:
+      key_length = tokens_bq.shape[1]
+      query_pos = jnp.arange(key_length)
+      self_mask = query_pos[None, :] <= query_pos[:, None]
+    self_bias = relpos(query_pos, key_length) + _mask_to_bias(
+        self_mask[None, None])
+    cross_bias = _mask_to_bias((encoder_tokens_bt > 0)[:, None, None, :])
+    layer_cls = _remat(DecoderLayer, cfg.remat_policy, (5, 6))
+    for i in range(cfg.num_decoder_layers):
+      x = layer_cls(cfg, name=f"layers_{i}")(
+          x, encoded, self_bias, cross_bias, enable_dropout, decode)
+    x = layers.RMSNorm(cfg.layer_norm_epsilon, dtype=cfg.jnp_dtype,
+                       param_dtype=cfg.jnp_param_dtype, name="decoder_norm")(x)
+    return nn.Dropout(cfg.dropout_rate, deterministic=not enable_dropout)(x)
+
+
+class _Backbone(nn.Module):
+  """Shared embedder + encoder + decoder used by both heads."""
+
+  config: T5Config
+
+  def setup(self):
+    cfg = self.config
+    self.token_embedder = nn.Embed(
+        cfg.vocab_size, cfg.d_model, dtype=cfg.jnp_dtype,
+        param_dtype=cfg.jnp_param_dtype,
+        embedding_init=nn.with_logical_partitioning(
+            nn.initializers.normal(1.0), ("vocab", "embed")))
+    self.encoder = Encoder(cfg, self.token_embedder)
+    self.decoder = Decoder(cfg, self.token_embedder)
+
+
+class T5(_Backbone):
+  """T5 1.1 with an untied LM head: logits [b, q, v]."""
+
+  def setup(self):
+    super().setup()
+    cfg = self.config
+    self.logits_dense = nn.Dense(
+        cfg.vocab_size, use_bias=False, dtype=jnp.float32,
+        param_dtype=cfg.jnp_param_dtype,
+        kernel_init=nn.with_logical_partitioning(
+            layers.normal_init(cfg.d_model ** -0.5), ("embed", "vocab")))
+
+  def encode(self, encoder_input_tokens: Array, *,
+             enable_dropout: bool = False) -> Array:
+    """Encoder hidden states [b, t, e]; pad tokens (0) are masked."""
+    return self.encoder(encoder_input_tokens, enable_dropout)
+
+  def decode(self, encoded: Array, encoder_input_tokens: Array,
+             decoder_input_tokens: Array, *, enable_dropout: bool = False,
+             decode: bool = False,
+             max_decode_length: Optional[int] = None) -> Array:
+    """Logits [b, q, v] (float32) for decoder inputs [b, q].
+
+    Args:
+      encoded: encoder output [b, t, e].
+      encoder_input_tokens: [b, t], used for the cross-attention mask.
+      decoder_input_tokens: [b, q] (q = 1 when `decode`).
+      enable_dropout: apply dropout (training).
+      decode: use and update the KV cache in the `cache` collection.
+      max_decode_length: cache length; required when `decode`.
+    """
+    if decode and max_decode_length is None:
+      raise ValueError("max_decode_length is required when decode=True.")
+    h = self.decoder(encoded, encoder_input_tokens, decoder_input_tokens,
+                     enable_dropout, decode, max_decode_length)
+    logits = self.logits_dense(h.astype(jnp.float32))
+    return layers.constrain(logits, layers.ACT_BTV)
+
+  def __call__(self, encoder_input_tokens: Array, decoder_input_tokens: Array,
+               *, enable_dropout: bool = False) -> Array:
+    """Teacher-forced logits [b, q, v]."""
+    encoded = self.encode(encoder_input_tokens, enable_dropout=enable_dropout)
+    return self.decode(encoded, encoder_input_tokens, decoder_input_tokens,
+                       enable_dropout=enable_dropout)
+
+
+class T5Scorer(_Backbone):
+  """T5 1.1 backbone with a scalar head: one score per encoder input [b].
+
+  The encoder reads the whole text (for a reward model: prompt + summary;
+  for a preference model: prompt + both summaries); the decoder runs one step
+  from the start token and the head maps its final hidden state to a scalar,
+  like reading the logit of a single output token.
+  """
+
+  def setup(self):
+    super().setup()
+    cfg = self.config
+    self.score_head = nn.Dense(
+        1, use_bias=True, dtype=jnp.float32, param_dtype=cfg.jnp_param_dtype,
+        kernel_init=nn.with_logical_partitioning(
+            layers.normal_init(cfg.d_model ** -0.5), ("embed", "score")),
+        bias_init=nn.with_logical_partitioning(
+            nn.initializers.zeros, ("score",)))
+
+  def __call__(self, encoder_input_tokens: Array, *,
+               enable_dropout: bool = False) -> Array:
+    encoded = self.encoder(encoder_input_tokens, enable_dropout)
+    start = jnp.zeros((encoder_input_tokens.shape[0], 1), jnp.int32)
+    h = self.decoder(encoded, encoder_input_tokens, start, enable_dropout,
+                     False, None)
+    return self.score_head(h[:, 0].astype(jnp.float32))[:, 0]
+
+
+def init_decode_cache(model: T5, params, batch_size: int,
+                      encoder_length: int, max_decode_length: int):
+  """Zero KV cache for `T5.decode(..., decode=True)`, built from shapes only.
+
+  Returns the `cache` collection: per decoder layer `cached_key`,
+  `cached_value` [b, max_decode_length, h, d] and `cache_index`, plus the
+  decoder's `decode_step`, all zero.
+  """
+  cfg = model.config
+
+  def _init():
+    encoded = jnp.zeros((batch_size, encoder_length, cfg.d_model),
+                        cfg.jnp_dtype)
+    enc_tokens = jnp.ones((batch_size, encoder_length), jnp.int32)
+    dec_tokens = jnp.zeros((batch_size, max_decode_length), jnp.int32)
+    _, variables = model.apply(
+        {"params": params}, encoded, enc_tokens, dec_tokens, decode=True,
+        max_decode_length=max_decode_length, method=T5.decode,
+        mutable=["cache"])
+    return variables["cache"]
+
+  shapes = jax.eval_shape(_init)
+  return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+
+def shift_right(targets_bt: Array) -> Array:
+  """Decoder inputs from targets: prepend the start token 0, drop the last."""
+  return jnp.pad(targets_bt, ((0, 0), (1, 0)))[:, :-1]
