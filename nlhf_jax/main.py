@@ -29,11 +29,9 @@ from typing import Any, Callable, Optional, Sequence
 
 import gin
 
+from nlhf_jax.errors import ConfigError
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-class ConfigError(Exception):
-  """A configuration problem found before any compute."""
 
 
 def run(job: Callable[[], Any] = gin.REQUIRED,
@@ -138,15 +136,12 @@ def main(argv: Optional[Sequence[str]] = None) -> Any:
   configured_run = gin.get_configurable(main_lib.run)
   try:
     return configured_run()
-  except (ValueError, TypeError) as e:
-    # Gin tags errors raised while building bound arguments (config
-    # dataclasses validate in __post_init__): these happen before compute.
-    if "In call to configurable" in str(e):
-      print(f"Config error: {e}\n  (gin files: {gin_files}; bindings: "
-            f"{bindings})", file=sys.stderr)
-      sys.exit(2)
-    raise
-
+  except ConfigError as e:
+    # Raised while gin builds the bound arguments (config dataclasses
+    # validate in __post_init__) or while checking the mesh: before compute.
+    print(f"Config error: {e}\n  (gin files: {gin_files}; bindings: "
+          f"{bindings})", file=sys.stderr)
+    sys.exit(2)
 
 if __name__ == "__main__":
   main()

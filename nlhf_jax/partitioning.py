@@ -30,6 +30,8 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 import numpy as np
 
+from nlhf_jax.errors import ConfigError
+
 MESH_AXES = ("data", "fsdp", "model")
 
 LOGICAL_AXIS_RULES: tuple[tuple[str, Any], ...] = (
@@ -71,11 +73,11 @@ class MeshConfig:
   def __post_init__(self):
     sizes = self.sizes
     if sum(s == -1 for s in sizes) > 1:
-      raise ValueError(f"MeshConfig: at most one axis may be -1, got "
+      raise ConfigError(f"MeshConfig: at most one axis may be -1, got "
                        f"{dict(zip(MESH_AXES, sizes))}.")
     for name, size in zip(MESH_AXES, sizes):
       if size != -1 and (not isinstance(size, int) or size < 1):
-        raise ValueError(f"MeshConfig.{name} must be a positive int or -1, "
+        raise ConfigError(f"MeshConfig.{name} must be a positive int or -1, "
                          f"got {size!r}.")
 
   @property
@@ -86,19 +88,19 @@ class MeshConfig:
     """Concrete (data, fsdp, model) sizes for `num_devices` devices.
 
     Raises:
-      ValueError: naming both numbers when the product cannot match.
+      ConfigError: naming both numbers when the product cannot match.
     """
     sizes = list(self.sizes)
     known = math.prod(s for s in sizes if s != -1)
     if -1 in sizes:
       if num_devices % known:
-        raise ValueError(
+        raise ConfigError(
             f"Mesh {dict(zip(MESH_AXES, self.sizes))}: the fixed axes need a "
             f"multiple of {known} devices, but {num_devices} devices are "
             "available.")
       sizes[sizes.index(-1)] = num_devices // known
     elif known != num_devices:
-      raise ValueError(
+      raise ConfigError(
           f"Mesh {dict(zip(MESH_AXES, self.sizes))} needs {known} devices, "
           f"but {num_devices} devices are available.")
     return tuple(sizes)

@@ -24,6 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from nlhf_jax.errors import ConfigError
 from nlhf_jax.models import layers
 
 Array = jax.Array
@@ -57,19 +58,19 @@ class T5Config:
                  "relative_attention_max_distance"):
       value = getattr(self, name)
       if not isinstance(value, int) or value <= 0:
-        raise ValueError(f"T5Config.{name} must be a positive int, got "
+        raise ConfigError(f"T5Config.{name} must be a positive int, got "
                          f"{value!r}.")
     if not 0.0 <= self.dropout_rate < 1.0:
-      raise ValueError(f"T5Config.dropout_rate must be in [0, 1), got "
+      raise ConfigError(f"T5Config.dropout_rate must be in [0, 1), got "
                        f"{self.dropout_rate!r}.")
     if self.remat_policy not in REMAT_POLICIES:
-      raise ValueError(f"T5Config.remat_policy must be one of "
+      raise ConfigError(f"T5Config.remat_policy must be one of "
                        f"{REMAT_POLICIES}, got {self.remat_policy!r}.")
     for name in ("dtype", "param_dtype"):
       try:
         jnp.dtype(getattr(self, name))
       except TypeError as e:
-        raise ValueError(f"T5Config.{name}: unknown dtype "
+        raise ConfigError(f"T5Config.{name}: unknown dtype "
                          f"{getattr(self, name)!r}.") from e
 
   @property
