@@ -1,0 +1,210 @@
+"""Train state of the optimised model and read-only frozen parameter sets.
+
+`TrainState` holds what changes during training (step, params, optimizer
+state, optional EMA params for Nash-EMA-PG). Parameters that are only read
+(the reference policy μ, the preference model, the reward model) are held in
+`FrozenParams` and never enter an optimizer.
+
+Sharding: parameters carry logical axis names from the Flax modules;
+`state_shardings` maps them, and the optimizer-state leaves derived from
+each parameter, to `NamedSharding`s with the one rule table of
+`partitioning`. `create_sharded` initialises the state directly in that
+layout (eval_shape -> shardings -> jit with out_shardings), so no device
+ever holds a full replica of a large model.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+from flax import struct
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+import optax
+
+from nlhf_jax import partitioning
+
+PyTree = Any
+
+
+class TrainState(struct.PyTreeNode):
+  """Step, parameters and optimizer state of the model being trained.
+
+  Attributes:
+    step: int32 scalar, number of updates applied.
+    params: parameter pytree.
+    opt_state: optax state of `tx`.
+    ema_params: exponential moving average of `params` (Nash-EMA-PG's
+      opponent) or None.
+    tx: the optax transformation (static, not saved in checkpoints).
+  """
+
+  step: jax.Array
+  params: PyTree
+  opt_state: PyTree
+  ema_params: Optional[PyTree]
+  tx: optax.GradientTransformation = struct.field(pytree_node=False)
+
+  @classmethod
+  def create(cls, params: PyTree, tx: optax.GradientTransformation, *,
+             with_ema: bool = False) -> "TrainState":
+    """Fresh state at step 0 (EMA params start as a copy of `params`)."""
+    ema = jax.tree.map(jnp.copy, params) if with_ema else None
+    return cls(step=jnp.zeros((), jnp.int32), params=params,
+               opt_state=tx.init(params), ema_params=ema, tx=tx)
+
+  def apply_gradients(self, grads: PyTree) -> "TrainState":
+    """One optimizer update; increments `step`. EMA params are unchanged."""
+    updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
+    params = optax.apply_updates(self.params, updates)
+    return self.replace(step=self.step + 1, params=params,
+                        opt_state=opt_state)
+
+
+class FrozenParams(struct.PyTreeNode):
+  """Read-only parameters of a fixed model (reference, preference, reward).
+
+  Attributes:
+    params: parameter pytree; `value` returns it behind `stop_gradient`, so
+      no gradient can flow into a frozen model.
+  """
+
+  params: PyTree
+
+  @property
+  def value(self) -> PyTree:
+    return jax.lax.stop_gradient(self.params)
+
+
+def _key_name(key: Any) -> str:
+  for attr in ("key", "name", "idx"):
+    if hasattr(key, attr):
+      return str(getattr(key, attr))
+  return str(key)
+
+
+def _derived_axes(leaf_shape: tuple[int, ...], param_shape: tuple[int, ...],
+                  param_axes: tuple[Any, ...]) -> tuple[Any, ...]:
+  """Logical axes of an optimizer leaf derived from its parameter.
+
+  Same shape: the parameter's axes. One dimension fewer (Adafactor's
+  factored row/column statistics): the axes with that dimension removed.
+  Anything else (e.g. Adafactor's (1,) placeholders): replicated.
+  """
+  if leaf_shape == param_shape:
+    return param_axes
+  if len(leaf_shape) == len(param_shape) - 1:
+    for drop in reversed(range(len(param_shape))):
+      if param_shape[:drop] + param_shape[drop + 1:] == leaf_shape:
+        return param_axes[:drop] + param_axes[drop + 1:]
+  return (None,) * len(leaf_shape)
+
+
+def _param_index(abstract_params: PyTree,
+                 param_axes: PyTree) -> dict[tuple[str, ...], Any]:
+  flat = jax.tree_util.tree_flatten_with_path(abstract_params)[0]
+  axes = jax.tree.leaves(param_axes,
+                         is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec))
+  if len(flat) != len(axes):
+    raise ValueError(f"Parameter tree has {len(flat)} leaves but its axes "
+                     f"tree has {len(axes)}.")
+  index = {}
+  for (path, leaf), spec in zip(flat, axes):
+    spec = tuple(spec) + (None,) * (len(leaf.shape) - len(tuple(spec)))
+    index[tuple(_key_name(k) for k in path)] = (tuple(leaf.shape), spec)
+  return index
+
+
+def tree_logical_axes(tree: PyTree, abstract_params: PyTree,
+                      param_axes: PyTree) -> PyTree:
+  """Logical axes for every leaf of `tree` (params, EMA, optimizer state).
+
+  A leaf whose key path ends with a parameter's path inherits (or derives,
+  see `_derived_axes`) that parameter's axes; other leaves are replicated.
+  """
+  index = _param_index(abstract_params, param_axes)
+
+  def axes_of(path, leaf):
+    names = tuple(_key_name(k) for k in path)
+    shape = tuple(getattr(leaf, "shape", ()))
+    for i in range(len(names)):
+      if names[i:] in index:
+        p_shape, p_axes = index[names[i:]]
+        return _derived_axes(shape, p_shape, p_axes)
+    return (None,) * len(shape)
+
+  return jax.tree_util.tree_map_with_path(axes_of, tree)
+
+
+def tree_shardings(tree: PyTree, logical_axes: PyTree, mesh: Mesh,
+                   rules=partitioning.LOGICAL_AXIS_RULES) -> PyTree:
+  """NamedShardings from per-leaf logical axes (indivisible -> replicated)."""
+  def one(leaf, axes):
+    spec = partitioning.logical_to_mesh_spec(axes, leaf.shape, mesh, rules)
+    return NamedSharding(mesh, spec)
+
+  # `logical_axes` has a tuple where `tree` has a leaf: tree.map passes it
+  # whole.
+  return jax.tree.map(one, tree, logical_axes)
+
+
+def abstract_boxed_params(init_fn: Callable[[], PyTree]) -> PyTree:
+  """Shapes of `init_fn()` with their logical-axis boxes, no allocation."""
+  return jax.eval_shape(init_fn)
+
+
+def params_shardings(abstract_boxed: PyTree, mesh: Mesh,
+                     rules=partitioning.LOGICAL_AXIS_RULES) -> PyTree:
+  """NamedShardings of the (unboxed) parameters."""
+  return partitioning.logical_shardings(abstract_boxed, mesh, rules)
+
+
+def state_shardings(abstract_state: TrainState, abstract_boxed: PyTree,
+                    mesh: Mesh,
+                    rules=partitioning.LOGICAL_AXIS_RULES) -> TrainState:
+  """Shardings of every leaf of a TrainState built on these parameters."""
+  abstract_params = nn.unbox(abstract_boxed)
+  axes = nn.get_partition_spec(abstract_boxed)
+  logical = tree_logical_axes(abstract_state, abstract_params, axes)
+  return tree_shardings(abstract_state, logical, mesh, rules)
+
+
+def create_sharded(init_fn: Callable[[], PyTree],
+                   tx: optax.GradientTransformation, mesh: Mesh, *,
+                   with_ema: bool = False,
+                   params: Optional[PyTree] = None,
+                   rules=partitioning.LOGICAL_AXIS_RULES
+                   ) -> tuple[TrainState, TrainState]:
+  """Creates a TrainState laid out on `mesh`.
+
+  Args:
+    init_fn: no-argument function returning logically boxed parameters
+      (e.g. `lambda: model.init(rng, ...)['params']`); only its shapes are
+      used when `params` is given.
+    tx: the optimizer.
+    mesh: target mesh.
+    with_ema: also hold EMA params (initialised to the params).
+    params: optional initial parameters (e.g. from a pretrained checkpoint)
+      with the structure of `nn.unbox(init_fn())`.
+    rules: logical-axis rules.
+
+  Returns:
+    (state, shardings): the state and a TrainState of NamedShardings.
+  """
+  boxed = abstract_boxed_params(init_fn)
+
+  def create(p):
+    return TrainState.create(p, tx, with_ema=with_ema)
+
+  abstract_state = jax.eval_shape(create, nn.unbox(boxed))
+  shardings = state_shardings(abstract_state, boxed, mesh, rules)
+  if params is None:
+    state = jax.jit(lambda: create(nn.unbox(init_fn())),
+                    out_shardings=shardings)()
+  else:
+    state = jax.jit(create, in_shardings=(shardings.params,),
+                    out_shardings=shardings)(params)
+  return state, shardings
