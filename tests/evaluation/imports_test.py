@@ -1,0 +1,19 @@
+"""The evaluation package must not import TensorFlow (or JAX)."""
+
+import subprocess
+import sys
+
+_MODULES = ("intervals", "judges", "metric_logs", "plots", "report", "rouge",
+            "tournament")
+
+
+def test_no_tensorflow_or_jax_import():
+  code = (
+      "import sys\n"
+      + "".join(f"import nlhf_jax.evaluation.{m}\n" for m in _MODULES)
+      + "from nlhf_jax.evaluation import judges\n"
+      "judges.synthetic_judge()\n"
+      "print(sorted(m for m in ('tensorflow', 'jax') if m in sys.modules))\n")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                       text=True, check=True)
+  assert out.stdout.strip() == "[]", out.stdout + out.stderr
