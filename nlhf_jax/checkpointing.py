@@ -175,7 +175,7 @@ class Checkpointer:
   def _make_manager(self) -> ocp.CheckpointManager:
     options = ocp.CheckpointManagerOptions(
         max_to_keep=self._config.keep, enable_async_checkpointing=False,
-        create=True)
+        create=True, cleanup_tmp_directories=True)
     return ocp.CheckpointManager(self._dir, options=options,
                                  item_names=("state", "data_iter"))
 
