@@ -1,0 +1,130 @@
+"""Building blocks shared by the online algorithms' train steps.
+
+Nash-MD-PG, Nash-EMA-PG, RLHF and Online IPO all: sample responses from the
+policy (and an opponent) inside the jitted step, recompute log π_θ of the
+sampled tokens with gradients by teacher forcing, and report the same
+per-step metrics. Frozen models (reference μ, preference model, reward
+model) arrive as the step's `frozen` argument, a dict of parameter trees,
+so they are sharded jit arguments rather than baked-in constants.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from nlhf_jax import losses
+from nlhf_jax import sampling
+from nlhf_jax.errors import ConfigError
+from nlhf_jax.models import t5
+
+Array = jax.Array
+Batch = Mapping[str, Array]
+Frozen = Mapping[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class ResponseConfig:
+  """How responses are sampled during training (gin-bound).
+
+  Attributes:
+    max_decode_length: response length L (tokens, EOS included).
+    temperature: sampling temperature (> 0 for policy-gradient training).
+    top_k: optional top-k truncation.
+    top_p: optional nucleus truncation.
+  """
+
+  max_decode_length: int = 48
+  temperature: float = 1.0
+  top_k: int | None = None
+  top_p: float | None = None
+
+  def __post_init__(self):
+    if self.max_decode_length < 1:
+      raise ConfigError("ResponseConfig.max_decode_length must be >= 1, got "
+                        f"{self.max_decode_length}.")
+    if not self.temperature > 0:
+      raise ConfigError("ResponseConfig.temperature must be > 0 for on-policy "
+                        f"training, got {self.temperature}.")
+
+  def sampling_config(self) -> sampling.SamplingConfig:
+    return sampling.SamplingConfig(
+        max_decode_length=self.max_decode_length,
+        temperature=self.temperature, top_k=self.top_k, top_p=self.top_p)
+
+
+def check_unit_interval(name: str, value: float, *, closed_right: bool = True
+                        ) -> None:
+  """ConfigError unless value ∈ [0, 1] (or [0, 1) when not closed_right)."""
+  ok = 0.0 <= value <= 1.0 if closed_right else 0.0 <= value < 1.0
+  if not ok:
+    interval = "[0, 1]" if closed_right else "[0, 1)"
+    raise ConfigError(f"{name} must be in {interval}, got {value!r}.")
+
+
+def check_nonnegative(name: str, value: float) -> None:
+  if not value >= 0.0:
+    raise ConfigError(f"{name} must be >= 0, got {value!r}.")
+
+
+def sample_policy_and_mixture(policy: t5.T5, params: Any,
+                              reference: t5.T5, reference_params: Any,
+                              prompts_bt: Array, rng: Array, beta: Any,
+                              config: sampling.SamplingConfig
+                              ) -> tuple[sampling.SampleOutput,
+                                         sampling.SampleOutput]:
+  """y ~ π_θ and y' ~ π_θ^{1−β} μ^β in one batched decode of [x; x].
+
+  Both halves run through the mixture sampler (β = 0 for y reproduces plain
+  policy sampling exactly), which also records log μ of y's tokens for the
+  KL terms. Sampling is not differentiated.
+  """
+  b = prompts_bt.shape[0]
+  beta_rows = jnp.concatenate([jnp.zeros((b, 1), jnp.float32),
+                               jnp.full((b, 1), beta, jnp.float32)])
+  out = sampling.sample_mixture(
+      policy, jax.lax.stop_gradient(params), reference, reference_params,
+      jnp.concatenate([prompts_bt, prompts_bt]), rng, beta_rows, config)
+  first = jax.tree.map(lambda a: a[:b], out)
+  second = jax.tree.map(lambda a: a[b:], out)
+  return first, second
+
+
+def teacher_forced_logits(policy: t5.T5, params: Any, prompts_bt: Array,
+                          tokens_bt: Array) -> Array:
+  """Policy logits [b, L, v] for given responses (no dropout)."""
+  return policy.apply({"params": params}, prompts_bt,
+                      t5.shift_right(tokens_bt))
+
+
+def token_entropy(logits_btv: Array, mask_bt: Array) -> Array:
+  """Mean per-token entropy of softmax(logits) over masked positions."""
+  logp = jax.nn.log_softmax(logits_btv.astype(jnp.float32), -1)
+  ent_bt = -jnp.sum(jnp.exp(logp) * logp, -1)
+  return jnp.sum(ent_bt * mask_bt) / jnp.maximum(jnp.sum(mask_bt), 1.0)
+
+
+def response_metrics(y: sampling.SampleOutput, logp_bt: Array,
+                     logp_ref_bt: Array, logits_btv: Array,
+                     grads: Any) -> dict[str, Array]:
+  """Metrics every online step reports, named for what they are."""
+  mask = y.mask
+  kl_b = jnp.sum((logp_bt - logp_ref_bt) * mask, -1)
+  return {
+      "kl_to_reference": jnp.mean(kl_b),
+      "response_length": jnp.mean(y.lengths.astype(jnp.float32)),
+      "policy_entropy": token_entropy(logits_btv, mask),
+      "grad_norm": optax.global_norm(grads),
+      "generated_tokens": jnp.sum(y.lengths).astype(jnp.float32),
+  }
+
+
+def policy_logprobs(policy: t5.T5, params: Any, prompts_bt: Array,
+                    y: sampling.SampleOutput) -> tuple[Array, Array]:
+  """(log π_θ(y_n | x, y_<n) [b, L] masked, logits [b, L, v])."""
+  logits = teacher_forced_logits(policy, params, prompts_bt, y.tokens)
+  return losses.token_logprobs(logits, y.tokens) * y.mask, logits

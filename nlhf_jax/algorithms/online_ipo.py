@@ -1,0 +1,72 @@
+"""Online IPO (Calandriello et al., ICML 2024) on the Nash-MD machinery.
+
+Per step, y, y' ~ π_θ (self-play sampling), p = P(y ≻ y' | x) from the frozen
+preference model, and the contrastive loss (h − (p − ½)/τ)² with
+h = log π_θ(y)/μ(y) − log π_θ(y')/μ(y') on sequence log-probs, gradients
+through both responses. Its expected update equals self-play Nash-MD-PG's
+(β = 0) up to scale (paper.md §4.6).
+Frozen: {"reference": μ params, "preference": preference-model params}.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from nlhf_jax.algorithms import online
+from nlhf_jax.algorithms import policy_gradient as pg
+from nlhf_jax.algorithms import preference_model as pm_lib
+from nlhf_jax.errors import ConfigError
+from nlhf_jax.models import t5
+
+
+@dataclasses.dataclass(frozen=True)
+class OnlineIPOConfig:
+  """Online IPO hyper-parameters.
+
+  Attributes:
+    tau: regularisation τ > 0 (Online IPO paper: 1.0).
+  """
+
+  tau: float = 1.0
+
+  def __post_init__(self):
+    if not self.tau > 0:
+      raise ConfigError(f"OnlineIPOConfig.tau must be > 0, got "
+                               f"{self.tau!r}.")
+
+
+def make_train_step(policy: t5.T5, reference: t5.T5,
+                    preference: t5.T5Scorer, layout: pm_lib.PairLayout,
+                    config: OnlineIPOConfig,
+                    responses: online.ResponseConfig):
+  """Returns step(state, batch, rng, frozen) -> (state, metrics)."""
+  sampling_config = responses.sampling_config()
+
+  def step(state, batch, rng, frozen):
+    prompts = batch["encoder_input_tokens"]
+    y, y2 = online.sample_policy_and_mixture(
+        policy, state.params, reference, frozen["reference"], prompts, rng,
+        0.0, sampling_config)
+    p = pm_lib.preference_probability(preference, frozen["preference"],
+                                      prompts, y.tokens, y2.tokens, layout)
+
+    def loss_fn(params):
+      logp, logits = online.policy_logprobs(policy, params, prompts, y)
+      logp2, _ = online.policy_logprobs(policy, params, prompts, y2)
+      loss = pg.online_ipo_loss(
+          logp.sum(-1), y.reference_log_probs.sum(-1), logp2.sum(-1),
+          y2.reference_log_probs.sum(-1), p, config.tau)
+      return loss, (logp, logits)
+
+    (loss, (logp, logits)), grads = jax.value_and_grad(
+        loss_fn, has_aux=True)(state.params)
+    metrics = online.response_metrics(
+        y, jax.lax.stop_gradient(logp), y.reference_log_probs,
+        jax.lax.stop_gradient(logits), grads)
+    metrics.update(loss=loss, preference_vs_opponent=jnp.mean(p))
+    return state.apply_gradients(grads), metrics
+
+  return step
