@@ -1,0 +1,1 @@
+"""Benchmark commands of nlhf_jax: run as `python -m benchmarks.<name>`."""

@@ -1,0 +1,294 @@
+"""Nash-MD-PG train-step throughput, split into sampling, judging and update.
+
+  python -m benchmarks.nash_md_benchmark [--size matched|tiny]
+      [--batch 8 --prompt_len 64 --new_tokens 32]
+
+Times the library step `nlhf_jax.algorithms.nash_md.make_train_step`
+(jitted, state donated, as the trainer runs it) and reports samples/s
+(prompts per second; each prompt yields the pair y, y') and generated
+tokens/s (2 · batch · new_tokens per step, the peer's definition). The
+split times the library's pieces, each jitted on its own:
+
+  sampling  `online.sample_policy_and_mixture` (y ~ π_θ and y' ~ π^{1−β}μ^β
+            in one batched decode of [x; x]);
+  judging   `preference_model.preference_probability` (both orders);
+  update    `nash_md.preference_update` (judging + teacher-forced log π,
+            REINFORCE loss, optimizer step) minus the judging time, so
+            `update_s` is derived, not timed on its own.
+
+The pieces run one after another with the host in between; their sum is
+reported next to the fused step. Weights are random (the reference is a
+copy of the policy), prompts are random tokens without padding, and the
+optimizer is AdamW (the peer's).
+
+`--size matched` (default) is the T5 size whose policy parameter count is
+within 15 % of the peer's GPT-2 (d_model 256, 4 layers, vocab 32128,
+11.65 M parameters; see `benchmarks/peer_nash_md.py`): vocab 32128,
+d_model 160, 4 heads × 40, d_ff 640, 2 + 2 layers, 12.13 M parameters.
+The preference model is a `T5Scorer` of the same config (6.99 M: T5's
+untied LM head is the difference).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Any, Callable, Optional, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from benchmarks import common
+from benchmarks import train_step_benchmark
+from nlhf_jax import model_info
+from nlhf_jax import optimizers
+from nlhf_jax import train_state
+from nlhf_jax.algorithms import nash_md
+from nlhf_jax.algorithms import online
+from nlhf_jax.algorithms import preference_model as pm_lib
+from nlhf_jax.algorithms import sft
+from nlhf_jax.models import t5
+
+MATCHED = t5.T5Config(vocab_size=32128, d_model=160, num_heads=4, d_kv=40,
+                      d_ff=640, num_encoder_layers=2, num_decoder_layers=2,
+                      dropout_rate=0.0, dtype="float32")
+TINY = t5.T5Config(vocab_size=256, d_model=32, num_heads=2, d_kv=16,
+                   d_ff=64, num_encoder_layers=1, num_decoder_layers=1,
+                   dropout_rate=0.0, dtype="float32")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """Shapes and hyper-parameters of the benchmarked step.
+
+  Attributes:
+    batch: prompts per step.
+    prompt_len: prompt tokens (no padding).
+    new_tokens: response length L (max_decode_length).
+    beta: mixture coefficient β of y' ~ π^{1−β} μ^β.
+    tau: KL regularisation τ.
+    learning_rate: AdamW learning rate (the peer's 3e-5).
+  """
+
+  batch: int = 8
+  prompt_len: int = 64
+  new_tokens: int = 32
+  beta: float = 0.125
+  tau: float = 0.008
+  learning_rate: float = 3e-5
+
+  def __post_init__(self):
+    for name in ("batch", "prompt_len", "new_tokens"):
+      if getattr(self, name) < 1:
+        raise ValueError(f"Settings.{name} must be >= 1, got "
+                         f"{getattr(self, name)}.")
+
+
+TINY_SETTINGS = Settings(batch=2, prompt_len=8, new_tokens=4)
+
+
+@dataclasses.dataclass
+class Pieces:
+  """The fused step, the pieces for the split and their fixed inputs."""
+  step: Callable[..., Any]        # (state, batch, rng, frozen)
+  sample: Callable[..., Any]      # (params, ref, prompts, rng) -> (y, y')
+  judge: Callable[..., Any]       # (pref, prompts, y, y') -> P [b]
+  judge_update: Callable[..., Any]  # (state, prompts, y, y', frozen)
+  state: train_state.TrainState
+  frozen: dict[str, Any]
+  prompts: jax.Array
+
+
+def build(config: t5.T5Config, settings: Settings, seed: int = 0) -> Pieces:
+  """Random-weight policy, reference (= policy copy), preference model."""
+  policy, scorer = t5.T5(config), t5.T5Scorer(config)
+  layout = train_step_benchmark.pair_layout(settings.prompt_len,
+                                            settings.new_tokens)
+  prompts = jax.random.randint(
+      jax.random.PRNGKey(seed + 1), (settings.batch, settings.prompt_len), 2,
+      config.vocab_size, jnp.int32)
+  tx = optimizers.make_optimizer(optimizers.OptimizerConfig(
+      name="adamw", learning_rate=settings.learning_rate), 1000)
+  policy_init = sft.init_fn(policy, seed)
+  scorer_init = pm_lib.scorer_init_fn(scorer, seed + 2)
+
+  def init():
+    params = nn.unbox(policy_init())
+    return (train_state.TrainState.create(params, tx),
+            jax.tree.map(jnp.copy, params), nn.unbox(scorer_init()))
+
+  # One jitted program: eager initialisation compiles op by op.
+  state, ref, pref = jax.jit(init)()
+  nash_config = nash_md.NashMDConfig(beta=settings.beta, tau=settings.tau)
+  responses = online.ResponseConfig(max_decode_length=settings.new_tokens)
+  scfg = responses.sampling_config()
+
+  def sample(params, ref_params, x, rng):
+    return online.sample_policy_and_mixture(policy, params, policy,
+                                            ref_params, x, rng,
+                                            settings.beta, scfg)
+
+  def judge(pref_params, x, y, y2):
+    return pm_lib.preference_probability(scorer, pref_params, x, y.tokens,
+                                         y2.tokens, layout)
+
+  def judge_update(st, x, y, y2, frozen):
+    return nash_md.preference_update(policy, scorer, layout, settings.tau,
+                                     st, x, y, y2, frozen)
+
+  step = nash_md.make_train_step(policy, policy, scorer, layout,
+                                 nash_config, responses)
+  return Pieces(step=step, sample=sample, judge=judge,
+                judge_update=judge_update, state=state,
+                frozen={"reference": ref, "preference": pref},
+                prompts=prompts)
+
+
+def _copy(tree: Any) -> Any:
+  return jax.tree.map(jnp.copy, tree)
+
+
+def time_fused(pieces: Pieces, warmup: int,
+               repeats: int) -> tuple[dict[str, Any], dict[str, Any]]:
+  """Median time of the jitted library step; also its last metrics."""
+  step = jax.jit(pieces.step, donate_argnums=0)
+  batch = {"encoder_input_tokens": pieces.prompts}
+  box = {"state": _copy(pieces.state), "metrics": None}
+  base = jax.random.PRNGKey(7)
+
+  def run():
+    rng = jax.random.fold_in(base, box["state"].step)
+    box["state"], box["metrics"] = step(box["state"], batch, rng,
+                                        pieces.frozen)
+    return box["metrics"]
+
+  timing = common.time_calls(run, warmup, repeats)
+  return timing, box["metrics"]
+
+
+def time_split(pieces: Pieces, warmup: int, repeats: int) -> dict[str, Any]:
+  """Times sampling, judging and judging + update, each jitted alone."""
+  sample, judge = jax.jit(pieces.sample), jax.jit(pieces.judge)
+  judge_update = jax.jit(pieces.judge_update, donate_argnums=0)
+  ref, pref = pieces.frozen["reference"], pieces.frozen["preference"]
+  x, rng = pieces.prompts, jax.random.PRNGKey(3)
+  y, y2 = sample(pieces.state.params, ref, x, rng)
+  box = {"state": _copy(pieces.state)}
+
+  def update():
+    box["state"], metrics = judge_update(box["state"], x, y, y2,
+                                         pieces.frozen)
+    return metrics["loss"]
+
+  timed = {
+      "sampling": common.time_calls(
+          lambda: sample(pieces.state.params, ref, x, rng), warmup, repeats),
+      "judging": common.time_calls(lambda: judge(pref, x, y, y2), warmup,
+                                   repeats),
+      "judging_and_update": common.time_calls(update, warmup, repeats),
+  }
+  med = {k: v["median_s"] for k, v in timed.items()}
+  update_s = max(med["judging_and_update"] - med["judging"], 0.0)
+  total = med["sampling"] + med["judging_and_update"]
+  return {
+      "sampling_s": med["sampling"], "judging_s": med["judging"],
+      "update_s": update_s, "sum_of_parts_s": total,
+      "fraction": {"sampling": med["sampling"] / total,
+                   "judging": med["judging"] / total,
+                   "update": update_s / total},
+      "timings": timed,
+  }
+
+
+def summarize(config: t5.T5Config, settings: Settings,
+              fused: dict[str, Any], metrics: dict[str, Any]
+              ) -> dict[str, Any]:
+  """Throughput fields from a fused-step timing and its last metrics."""
+  step_s = fused["median_s"]
+  return {
+      "params_policy": model_info.count_params(config),
+      "params_preference_model": model_info.count_params(config,
+                                                         scorer=True),
+      "fused": fused,
+      "median_step_s": step_s,
+      "samples_per_s": settings.batch / step_s,
+      "generated_tokens_per_s":
+          2 * settings.batch * settings.new_tokens / step_s,
+      "mean_response_length": {
+          "policy": float(metrics["response_length"]),
+          "mixture": float(metrics["opponent_length"])},
+  }
+
+
+def measure(config: t5.T5Config, settings: Settings, warmup: int,
+            repeats: int, split: bool = True) -> dict[str, Any]:
+  """Builds and times the step.
+
+  Args:
+    config: T5 config of policy, reference and preference model.
+    settings: shapes and hyper-parameters.
+    warmup: untimed calls per timed function (the first compiles).
+    repeats: timed calls per timed function.
+    split: also time the separately jitted pieces.
+
+  Returns:
+    params_policy, params_preference_model, fused (timing), median_step_s,
+    samples_per_s, generated_tokens_per_s, mean_response_length
+    {policy, mixture} of the last step, split (or None).
+  """
+  pieces = build(config, settings)
+  out = summarize(config, settings, *time_fused(pieces, warmup, repeats))
+  out["split"] = time_split(pieces, warmup, repeats) if split else None
+  return out
+
+
+def add_size_flags(parser: argparse.ArgumentParser) -> None:
+  """Model-size and shape flags shared with the peer comparison."""
+  parser.add_argument("--size", choices=("matched", "tiny"),
+                      default="matched")
+  parser.add_argument("--batch", type=int, default=None)
+  parser.add_argument("--prompt_len", type=int, default=None)
+  parser.add_argument("--new_tokens", type=int, default=None)
+  parser.add_argument("--beta", type=float, default=0.125)
+
+
+def config_from_args(args: argparse.Namespace
+                     ) -> tuple[t5.T5Config, Settings]:
+  """The model config and step settings selected by the flags."""
+  config = MATCHED if args.size == "matched" else TINY
+  base = Settings() if args.size == "matched" else TINY_SETTINGS
+  settings = dataclasses.replace(
+      base, batch=args.batch or base.batch,
+      prompt_len=args.prompt_len or base.prompt_len,
+      new_tokens=args.new_tokens or base.new_tokens, beta=args.beta)
+  return config, settings
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
+  """Runs the benchmark, prints and returns its JSON record."""
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  common.add_common_flags(parser, warmup=2, repeats=5)
+  add_size_flags(parser)
+  parser.add_argument("--no_split", action="store_true",
+                      help="time only the fused step")
+  args = parser.parse_args(argv)
+  if args.smoke:
+    args.size, args.warmup, args.repeats = "tiny", 1, 1
+  common.configure_platform(args.platform, fast_compile=args.smoke)
+  config, settings = config_from_args(args)
+  run_config = {"model": dataclasses.asdict(config),
+                "settings": dataclasses.asdict(settings),
+                "optimizer": "adamw", "warmup": args.warmup,
+                "repeats": args.repeats, "smoke": args.smoke,
+                "train_step": "nlhf_jax.algorithms.nash_md.make_train_step"}
+  record = common.base_record("nash_md_pg_train_step", run_config)
+  record.update(measure(config, settings, args.warmup, args.repeats,
+                        split=not args.no_split))
+  record["memory"] = common.peak_memory()
+  common.emit(record)
+  return record
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,147 @@
+"""Smoke tests of the benchmark commands (not timed tests).
+
+Each benchmark's command line runs with `--smoke` (tiny model, one repeat)
+in a subprocess, as a user would run it, and must print one JSON line with
+the documented fields and self-consistent numbers. The subprocesses share a
+JAX persistent compilation cache in a temporary folder, so programs that
+two commands compile identically (the tiny Nash-MD-PG step, the matmuls of
+the peak measurement) are compiled once. The figures of a smoke run mean
+nothing and are not checked against any target.
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+TRL_PYTHON = "/work/trl-venv/bin/python"
+TRL_SCRIPT = os.path.join(os.path.dirname(REPO_ROOT), "shared", "bench",
+                          "trl_nash_md.py")
+COMMON_KEYS = ("benchmark", "schema_version", "machine", "backend",
+               "versions", "config", "memory")
+
+
+@pytest.fixture(scope="module")
+def run_cli(tmp_path_factory):
+  """Runs `python -m benchmarks.<module> --smoke ...`; returns its record."""
+  cache = str(tmp_path_factory.mktemp("jax_cache"))
+  env = dict(os.environ)
+  env.update({"JAX_PLATFORMS": "cpu", "XLA_FLAGS": "",
+              "TF_CPP_MIN_LOG_LEVEL": "3",
+              "JAX_COMPILATION_CACHE_DIR": cache,
+              "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+              "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"})
+
+  def run(module, *flags):
+    proc = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{module}", "--smoke", *flags],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600,
+        check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [l for l in proc.stdout.splitlines() if l.strip()]
+    assert len(lines) == 1, f"expected one JSON line, got: {proc.stdout!r}"
+    record = json.loads(lines[0])
+    for key in COMMON_KEYS:
+      assert key in record, f"{module}: missing {key!r}"
+    assert record["config"]["smoke"] is True
+    assert record["backend"]["backend"] == "cpu"
+    assert record["versions"]["jax"]
+    assert record["machine"]["usable_cores"] >= 1
+    assert record["memory"]["host_peak_rss_mib"] > 0
+    return record
+
+  return run
+
+
+def _positive(x):
+  return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+def _check_timing(timing):
+  assert _positive(timing["median_s"])
+  assert timing["min_s"] <= timing["median_s"] <= timing["max_s"]
+
+
+def test_matmul_peak(run_cli):
+  record = run_cli("matmul_peak")
+  assert record["benchmark"] == "matmul_peak"
+  for dtype in ("float32", "bfloat16"):
+    result = record["results"][dtype]
+    assert _positive(record["peak_flops_per_s"][dtype])
+    by_size = result["by_size"]
+    assert set(by_size) == {"64", "128"}
+    best = max(v["flops_per_s"] for v in by_size.values())
+    assert record["peak_flops_per_s"][dtype] == best
+    n = result["best_size"]
+    assert math.isclose(by_size[str(n)]["flops_per_s"],
+                        2 * n ** 3 / by_size[str(n)]["median_s"])
+
+
+@pytest.mark.parametrize("task", ["sft", "preference"])
+def test_train_step(run_cli, task):
+  record = run_cli("train_step_benchmark", "--task", task)
+  assert record["benchmark"] == f"train_step_{task}"
+  _check_timing(record["timing"])
+  step_s = record["timing"]["median_s"]
+  cfg = record["config"]
+  assert math.isclose(record["examples_per_s"], cfg["batch"] / step_s)
+  assert math.isclose(record["model_flops_per_s"],
+                      record["model_flops_per_step"] / step_s)
+  assert math.isclose(record["mfu"], record["model_flops_per_s"] /
+                      record["matmul_peak_flops_per_s"])
+  # Analytic matmul FLOPs vs XLA's count (which adds elementwise ops).
+  xla = record["xla_flops_per_step"]
+  if xla is not None:
+    assert 0.5 < record["model_flops_per_step"] / xla <= 1.0
+
+
+def test_nash_md(run_cli):
+  record = run_cli("nash_md_benchmark")
+  assert record["benchmark"] == "nash_md_pg_train_step"
+  settings = record["config"]["settings"]
+  _check_timing(record["fused"])
+  step_s = record["median_step_s"]
+  assert math.isclose(record["samples_per_s"], settings["batch"] / step_s)
+  assert math.isclose(record["generated_tokens_per_s"],
+                      2 * settings["batch"] * settings["new_tokens"] / step_s)
+  for length in record["mean_response_length"].values():
+    assert 1 <= length <= settings["new_tokens"]
+  split = record["split"]
+  for key in ("sampling_s", "judging_s", "sum_of_parts_s"):
+    assert _positive(split[key])
+  assert split["update_s"] >= 0
+  assert math.isclose(sum(split["fraction"].values()), 1.0)
+  assert record["params_policy"] > record["params_preference_model"] > 0
+
+
+def test_peer_our_half_without_trl(run_cli):
+  record = run_cli("peer_nash_md", "--skip_peer", "--no_split")
+  assert record["benchmark"] == "peer_nash_md"
+  assert record["peer"] is None and record["speedup_samples_per_s"] is None
+  assert record["peer_skipped"] == "--skip_peer"
+  assert _positive(record["ours_samples_per_s"])
+  assert record["ours"]["split"] is None
+
+
+@pytest.mark.skipif(
+    not (os.path.exists(TRL_PYTHON) and os.path.exists(TRL_SCRIPT)),
+    reason=f"peer TRL environment ({TRL_PYTHON}) or script ({TRL_SCRIPT}) "
+    "absent; create it with `VENV=/work/trl-venv bash "
+    "../shared/bench/setup_trl_env.sh`")
+def test_peer_with_trl(run_cli):
+  record = run_cli("peer_nash_md", "--no_split", "--trl_python", TRL_PYTHON,
+                   "--trl_script", TRL_SCRIPT)
+  peer = record["peer"]
+  assert peer["impl"] == "trl-1.12.0-NashMDTrainer"
+  assert (peer["batch"], peer["new_tokens"]) == (
+      record["config"]["settings"]["batch"],
+      record["config"]["settings"]["new_tokens"])
+  assert math.isclose(record["speedup_samples_per_s"],
+                      record["ours_samples_per_s"] / peer["samples_per_s"])
+  assert math.isclose(record["params_ratio"],
+                      record["params_policy_ours"] / peer["params_policy"])
