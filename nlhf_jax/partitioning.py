@@ -43,6 +43,7 @@ LOGICAL_AXIS_RULES: tuple[tuple[str, Any], ...] = (
     ("kv", None),
     ("relpos_buckets", None),
     ("score", None),
+    ("layers", None),
     # Activations.
     ("act_batch", ("data", "fsdp")),
     ("act_length", None),

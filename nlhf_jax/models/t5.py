@@ -34,7 +34,15 @@ REMAT_POLICIES = ("none", "full", "dots")
 
 @dataclasses.dataclass(frozen=True)
 class T5Config:
-  """Dimensions and numerics of a T5 1.1 model (see gin_configs/models/)."""
+  """Dimensions and numerics of a T5 1.1 model (see gin_configs/models/).
+
+  `remat_policy` sets activation checkpointing per layer ('none', 'full',
+  'dots'). `scan_layers` runs each stack as one `nn.scan` over stacked layer
+  parameters (leading `layers` axis): compile time no longer grows with
+  depth, which matters for XL/XXL and ahead-of-time compilation; the
+  parameter tree then differs from the unrolled one (`layers/layer/...`
+  instead of `layers_0/...`), so pretrained imports need the unrolled form.
+  """
 
   vocab_size: int = 32128
   d_model: int = 512
@@ -50,6 +58,7 @@ class T5Config:
   dtype: str = "float32"
   param_dtype: str = "float32"
   remat_policy: str = "none"
+  scan_layers: bool = False
 
   def __post_init__(self):
     for name in ("vocab_size", "d_model", "num_heads", "d_kv", "d_ff",
@@ -140,6 +149,48 @@ class DecoderLayer(nn.Module):
     return layers.constrain(x + drop(h), layers.ACT_BTE)
 
 
+class _ScanEncoderLayer(nn.Module):
+  """Encoder layer in `nn.scan` form: (carry, broadcast args) -> (carry, _)."""
+
+  config: T5Config
+  enable_dropout: bool
+
+  @nn.compact
+  def __call__(self, x: Array, bias: Array):
+    return EncoderLayer(self.config, name="layer")(x, bias,
+                                                   self.enable_dropout), None
+
+
+class _ScanDecoderLayer(nn.Module):
+  """Decoder layer in `nn.scan` form."""
+
+  config: T5Config
+  enable_dropout: bool
+  decode: bool
+
+  @nn.compact
+  def __call__(self, x: Array, encoded: Array, self_bias: Array,
+               cross_bias: Array):
+    return DecoderLayer(self.config, name="layer")(
+        x, encoded, self_bias, cross_bias, self.enable_dropout,
+        self.decode), None
+
+
+def _scan_stack(layer_cls, cfg: T5Config, num_layers: int, num_args: int,
+                collections: tuple[str, ...]):
+  """nn.scan over `num_layers` copies with stacked variables (axis 0)."""
+  cls = layer_cls
+  if cfg.remat_policy != "none":
+    policy = (None if cfg.remat_policy == "full" else
+              jax.checkpoint_policies.checkpoint_dots)
+    cls = nn.remat(layer_cls, policy=policy, prevent_cse=False)
+  return nn.scan(
+      cls, variable_axes={c: 0 for c in collections},
+      split_rngs={"params": True, "dropout": True},
+      in_axes=(nn.broadcast,) * num_args, length=num_layers,
+      metadata_params={nn.PARTITION_NAME: "layers"})
+
+
 def _mask_to_bias(mask: Array) -> Array:
   """Boolean attention mask [b, 1|h, q, k] -> additive float32 bias."""
   return jnp.where(mask, 0.0, -1e10).astype(jnp.float32)
@@ -164,9 +215,14 @@ class Encoder(nn.Module):
             jnp.arange(length), length)
     key_mask = (tokens_bt > 0)[:, None, None, :]
     bias = pos_bias + _mask_to_bias(key_mask)
-    layer_cls = _remat(EncoderLayer, cfg.remat_policy, (3,))
-    for i in range(cfg.num_encoder_layers):
-      x = layer_cls(cfg, name=f"layers_{i}")(x, bias, enable_dropout)
+    if cfg.scan_layers:
+      stack = _scan_stack(_ScanEncoderLayer, cfg, cfg.num_encoder_layers, 1,
+                          ("params",))
+      x, _ = stack(cfg, enable_dropout, name="layers")(x, bias)
+    else:
+      layer_cls = _remat(EncoderLayer, cfg.remat_policy, (3,))
+      for i in range(cfg.num_encoder_layers):
+        x = layer_cls(cfg, name=f"layers_{i}")(x, bias, enable_dropout)
     x = layers.RMSNorm(cfg.layer_norm_epsilon, dtype=cfg.jnp_dtype,
                        param_dtype=cfg.jnp_param_dtype, name="encoder_norm")(x)
     return nn.Dropout(cfg.dropout_rate, deterministic=not enable_dropout)(x)
@@ -212,10 +268,16 @@ class Decoder(nn.Module):
     self_bias = relpos(query_pos, key_length) + _mask_to_bias(
         self_mask[None, None])
     cross_bias = _mask_to_bias((encoder_tokens_bt > 0)[:, None, None, :])
-    layer_cls = _remat(DecoderLayer, cfg.remat_policy, (5, 6))
-    for i in range(cfg.num_decoder_layers):
-      x = layer_cls(cfg, name=f"layers_{i}")(
-          x, encoded, self_bias, cross_bias, enable_dropout, decode)
+    if cfg.scan_layers:
+      stack = _scan_stack(_ScanDecoderLayer, cfg, cfg.num_decoder_layers, 3,
+                          ("params", "cache"))
+      x, _ = stack(cfg, enable_dropout, decode, name="layers")(
+          x, encoded, self_bias, cross_bias)
+    else:
+      layer_cls = _remat(DecoderLayer, cfg.remat_policy, (5, 6))
+      for i in range(cfg.num_decoder_layers):
+        x = layer_cls(cfg, name=f"layers_{i}")(
+            x, encoded, self_bias, cross_bias, enable_dropout, decode)
     x = layers.RMSNorm(cfg.layer_norm_epsilon, dtype=cfg.jnp_dtype,
                        param_dtype=cfg.jnp_param_dtype, name="decoder_norm")(x)
     return nn.Dropout(cfg.dropout_rate, deterministic=not enable_dropout)(x)

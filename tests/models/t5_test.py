@@ -172,3 +172,49 @@ def test_hf_conversion_rejects_mismatched_checkpoints():
   with pytest.raises(ValueError, match="original-T5"):
     hf_conversion.config_from_hf({"feed_forward_proj": "gated-gelu",
                                   "tie_word_embeddings": True})
+
+
+def _stack_layers(params, num_enc, num_dec):
+  """Unrolled params (layers_i) -> scanned layout (layers/layer, axis 0)."""
+  out = jax.tree.map(lambda x: x, params)
+  for stack, n in (("encoder", num_enc), ("decoder", num_dec)):
+    per_layer = [out[stack].pop(f"layers_{i}") for i in range(n)]
+    out[stack]["layers"] = {"layer": jax.tree.map(
+        lambda *xs: jnp.stack(xs), *per_layer)}
+  return out
+
+
+@pytest.mark.parametrize("remat", ["none", "full"])
+def test_scanned_layers_match_unrolled(tiny_params, remat):
+  cfg = T5Config(**{**TINY.__dict__, "scan_layers": True,
+                    "remat_policy": remat})
+  model = T5(cfg)
+  enc, dec = _tokens(0, (2, 7)), _tokens(1, (2, 5))
+  scanned_init = nn.unbox(model.init(jax.random.PRNGKey(0), enc, dec)
+                          ["params"])
+  stacked = _stack_layers(tiny_params, 2, 2)
+  assert (jax.tree.structure(scanned_init) == jax.tree.structure(stacked))
+  expected = T5(TINY).apply({"params": tiny_params}, enc, dec)
+  np.testing.assert_allclose(model.apply({"params": stacked}, enc, dec),
+                             expected, atol=1e-5)
+  # Cached decoding through the scanned stack.
+  encoded = model.apply({"params": stacked}, enc, method=T5.encode)
+  cache = init_decode_cache(model, stacked, 2, 7, 5)
+  steps = []
+  for i in range(5):
+    logits, mutated = model.apply(
+        {"params": stacked, "cache": cache}, encoded, enc, dec[:, i:i + 1],
+        decode=True, max_decode_length=5, method=T5.decode,
+        mutable=["cache"])
+    cache = mutated["cache"]
+    steps.append(logits[:, 0])
+  np.testing.assert_allclose(np.stack(steps, 1), expected, atol=1e-5)
+
+
+def test_scanned_parameters_carry_the_layers_axis():
+  cfg = T5Config(**{**TINY.__dict__, "scan_layers": True})
+  abstract = model_info.abstract_params(cfg)
+  spec = nn.get_partition_spec(abstract)
+  wi = spec["encoder"]["layers"]["layer"]["mlp"]["wi_0"]["kernel"]
+  assert tuple(wi) == ("layers", "embed", "mlp")
+  assert model_info.count_params(cfg) == model_info.count_params(TINY)
