@@ -132,10 +132,10 @@ def _guarded_step(step_fn: StepFn, skip_nonfinite: bool,
                   trace_count: list[int]) -> Callable[..., Any]:
   """Adds the step RNG, the finiteness flag and (optionally) skipping."""
 
-  def step(state, batch, base_rng):
+  def step(state, batch, base_rng, *frozen):
     trace_count[0] += 1
     rng = jax.random.fold_in(base_rng, state.step)
-    new_state, metrics = step_fn(state, batch, rng)
+    new_state, metrics = step_fn(state, batch, rng, *frozen)
     if "loss" not in metrics:
       raise KeyError("The step function's metrics must include 'loss'.")
     finite = jnp.isfinite(metrics["loss"])
@@ -263,8 +263,8 @@ def train(*, config: TrainConfig, workdir: str, mesh: Mesh,
           initial_params_fn: Optional[Callable[..., Any]] = None,
           with_ema: bool = False,
           progress_keys: Optional[tuple[str, ...]] = None,
-          hooks: Sequence[Callable[[int, TrainState], None]] = ()
-          ) -> TrainResult:
+          hooks: Sequence[Callable[[int, TrainState], None]] = (),
+          frozen: Optional[tuple[Any, Any]] = None) -> TrainResult:
   """Trains for `config.steps` steps (resuming from `workdir` if possible).
 
   Args:
@@ -283,6 +283,10 @@ def train(*, config: TrainConfig, workdir: str, mesh: Mesh,
     with_ema: keep EMA parameters in the state.
     progress_keys: metrics shown on the console (default: all).
     hooks: called as hook(step, state) after every step (e.g. custom logging).
+    frozen: optional (params, shardings) of read-only models (reference,
+      preference or reward model), passed to `step_fn` as a fourth argument
+      `frozen` and to the jitted step as sharded inputs (never donated or
+      checkpointed).
 
   Returns:
     A TrainResult; `preempted` is True if a SIGTERM cut the run short (a
@@ -291,13 +295,17 @@ def train(*, config: TrainConfig, workdir: str, mesh: Mesh,
   Raises:
     NonFiniteLossError: a non-finite loss under nan_policy='stop'.
   """
+  if not isinstance(workdir, str) or not workdir:
+    raise ValueError(f"workdir must be a path string (gin macro WORKDIR), "
+                     f"got {workdir!r}.")
   if (evaluator is None) != (eval_data is None):
     raise ValueError("Pass both evaluator and eval_data, or neither.")
   data_devices = mesh.shape["data"] * mesh.shape["fsdp"]
-  if config.batch_size % data_devices:
-    raise ValueError(f"TrainConfig.batch_size={config.batch_size} must be a "
-                     f"multiple of the mesh's data x fsdp size "
-                     f"{data_devices}.")
+  for name in ("batch_size", "eval_batch_size"):
+    if getattr(config, name) % data_devices:
+      raise ValueError(f"TrainConfig.{name}={getattr(config, name)} must be "
+                       f"a multiple of the mesh's data x fsdp size "
+                       f"{data_devices}.")
   tx = optimizers.make_optimizer(config.optimizer, config.steps)
   checkpointer = checkpointing.Checkpointer(workdir, config.checkpoint)
   writer = metrics_lib.MetricWriter(workdir, config.tensorboard)
@@ -307,21 +315,24 @@ def train(*, config: TrainConfig, workdir: str, mesh: Mesh,
         checkpointer, train_data)
     return _loop(config, mesh, state, shardings, start, step_fn, train_data,
                  evaluator, eval_data, checkpointer, writer, progress_keys,
-                 hooks)
+                 hooks, frozen)
   finally:
     writer.close()
     checkpointer.close()
 
 
 def _loop(config, mesh, state, shardings, start, step_fn, train_data,
-          evaluator, eval_data, checkpointer, writer, progress_keys, hooks):
+          evaluator, eval_data, checkpointer, writer, progress_keys, hooks,
+          frozen=None):
   """The step loop of `train` (see there)."""
   batch_sharding = partitioning.batch_sharding(mesh)
   replicated = partitioning.replicated(mesh)
   traces = [0]
+  frozen_args, frozen_shardings = ((frozen[0],), (frozen[1],)) if frozen \
+      else ((), ())
   jitted = jax.jit(
       _guarded_step(step_fn, config.nan_policy == "skip", traces),
-      in_shardings=(shardings, batch_sharding, replicated),
+      in_shardings=(shardings, batch_sharding, replicated) + frozen_shardings,
       out_shardings=(shardings, replicated), donate_argnums=0)
   eval_step = None
   if evaluator is not None:
@@ -369,7 +380,7 @@ def _loop(config, mesh, state, shardings, start, step_fn, train_data,
     step = start
     while step < config.steps:
       batch = _device_batch(next(train_data), batch_sharding)
-      state, step_metrics = jitted(state, batch, base_rng)
+      state, step_metrics = jitted(state, batch, base_rng, *frozen_args)
       step += 1
       window.add(step, step_metrics)
       final = step == config.steps
@@ -395,3 +406,56 @@ def _loop(config, mesh, state, shardings, start, step_fn, train_data,
       run_eval(step)
   return TrainResult(state, step, train_metrics, eval_metrics, False,
                      window.skipped, traces[0])
+
+
+def run_job(*, config: TrainConfig, workdir: str,
+            mesh_config: partitioning.MeshConfig, init_fn: Callable[[], Any],
+            step_fn: StepFn, data: data_iterators.DataSource,
+            evaluator: Optional[Evaluator] = None,
+            model_config: Any = None,
+            init: checkpointing.InitConfig = checkpointing.InitConfig(),
+            allow_missing: Sequence[str] = (),
+            ignore_unused: Sequence[str] = (),
+            progress_keys: Optional[tuple[str, ...]] = None,
+            with_ema: bool = False,
+            frozen: Optional[tuple[Any, Any]] = None) -> TrainResult:
+  """`train` with the mesh, data iterators and initial parameters set up.
+
+  Args:
+    config: run settings.
+    workdir: output directory.
+    mesh_config: the device mesh.
+    init_fn: boxed parameter initialiser of the model.
+    step_fn: the algorithm's step.
+    data: the dataset (train iterator, eval iterator); this process reads
+      its share of every global batch.
+    evaluator: optional evaluation on `data.eval_iterator`.
+    model_config: T5Config of the model (for pretrained imports).
+    init: pretrained / params-only initialisation (None path: random).
+    allow_missing: parameter prefixes the checkpoint may lack (new heads).
+    ignore_unused: checkpoint prefixes the model does not use.
+    progress_keys: metrics shown on the console.
+    with_ema: keep EMA parameters.
+    frozen: read-only (params, shardings) passed to the step (see `train`).
+
+  Returns:
+    The TrainResult of `train`.
+  """
+  mesh = partitioning.make_mesh(mesh_config)
+  index, count = jax.process_index(), jax.process_count()
+  train_data = data.train_iterator(config.batch_size, config.seed, index,
+                                   count)
+  eval_size = config.eval_batch_size or config.batch_size
+  eval_data = None
+  if evaluator is not None:
+    eval_data = lambda: data.eval_iterator(eval_size, index, count)
+  initial = None
+  if init.path is not None:
+    initial = lambda abstract, fresh: checkpointing.load_initial_params(
+        init, model_config, abstract, fresh, allow_missing=allow_missing,
+        ignore_unused=ignore_unused)
+  return train(config=config, workdir=workdir, mesh=mesh, init_fn=init_fn,
+               step_fn=step_fn, train_data=train_data, evaluator=evaluator,
+               eval_data=eval_data, initial_params_fn=initial,
+               with_ema=with_ema, progress_keys=progress_keys,
+               frozen=frozen)

@@ -1,0 +1,153 @@
+"""Bradley-Terry reward model r(x, y) for the RLHF baseline (NLHF App. G.1).
+
+A `T5Scorer` reads `[x ; " Summary:" y ; EOS]` (`packing.pack`) and returns
+r(x, y). With P_BT(a ≻ b | x) = σ(r(x, a) − r(x, b)) the loss is the BCE of
+that probability against the human label (`losses.bradley_terry_loss`).
+P_BT is antisymmetric by construction, so no order symmetrisation is
+needed. Batches use the same pair layout as the preference model; the
+evaluation reports the same metrics (accuracy, log-loss, ECE; Bayes
+agreement and ceiling when `p_star` is present), so the two can be compared
+side by side.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+
+from nlhf_jax import checkpointing
+from nlhf_jax import data_iterators
+from nlhf_jax import losses
+from nlhf_jax import partitioning
+from nlhf_jax import trainer
+from nlhf_jax.algorithms import packing
+from nlhf_jax.algorithms import preference_model
+from nlhf_jax.algorithms import sft
+from nlhf_jax.models import t5
+
+Batch = Mapping[str, jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardLayout:
+  """Token layout of the reward model's encoder input.
+
+  Attributes:
+    length: packed encoder length (prompt is cut to fit).
+    marker: token ids before the summary.
+  """
+
+  length: int
+  marker: tuple[int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardLayoutConfig:
+  """Text form of the layout (gin-bound)."""
+
+  length: int = 576
+  marker: str = " Summary:"
+
+  def __post_init__(self):
+    if self.length < 2:
+      raise ValueError(f"RewardLayoutConfig.length must be >= 2, got "
+                       f"{self.length}.")
+
+
+def make_layout(config: RewardLayoutConfig, data: Any) -> RewardLayout:
+  return RewardLayout(config.length, tuple(data.encode(config.marker)))
+
+
+def rewards(model: t5.T5Scorer, params: Any, prompt_bt: jax.Array,
+            summary_bt: jax.Array, layout: RewardLayout, *,
+            enable_dropout: bool = False,
+            rng: jax.Array | None = None) -> jax.Array:
+  """r(x, y), float32 [b]."""
+  tokens = packing.pack(prompt_bt, [summary_bt], [layout.marker],
+                        layout.length)
+  rngs = {"dropout": rng} if enable_dropout else None
+  return model.apply({"params": params}, tokens,
+                     enable_dropout=enable_dropout, rngs=rngs)
+
+
+def _pair_rewards(model, params, batch, layout, **kw):
+  """r(x, a), r(x, b) from one forward pass over both summaries."""
+  prompt = batch["encoder_input_tokens"]
+  both = rewards(model, params, jnp.concatenate([prompt, prompt]),
+                 jnp.concatenate([batch["decoder_target_tokens_a"],
+                                  batch["decoder_target_tokens_b"]]),
+                 layout, **kw)
+  n = prompt.shape[0]
+  return both[:n], both[n:]
+
+
+def make_train_step(model: t5.T5Scorer,
+                    layout: RewardLayout) -> trainer.StepFn:
+  """Bradley-Terry step. Metrics: loss, accuracy, reward_mean, reward_std."""
+
+  def step(state, batch, rng):
+    labels = jnp.asarray(batch["label"], jnp.float32)
+
+    def loss_fn(params):
+      r_a, r_b = _pair_rewards(model, params, batch, layout,
+                               enable_dropout=True, rng=rng)
+      return losses.bradley_terry_loss(r_a, r_b, labels).mean(), (r_a, r_b)
+
+    (loss, (r_a, r_b)), grads = jax.value_and_grad(
+        loss_fn, has_aux=True)(state.params)
+    prob = jax.nn.sigmoid(r_a - r_b)
+    both = jnp.concatenate([r_a, r_b])
+    metrics = {"loss": loss,
+               "accuracy": losses.binary_accuracy(prob, labels).mean(),
+               "reward_mean": both.mean(), "reward_std": both.std()}
+    return state.apply_gradients(grads), metrics
+
+  return step
+
+
+def make_evaluator(model: t5.T5Scorer,
+                   layout: RewardLayout) -> trainer.Evaluator:
+  """P_BT(a ≻ b) = σ(r_a − r_b) against the labels (pairwise metrics)."""
+
+  def step(state, batch):
+    r_a, r_b = _pair_rewards(model, state.params, batch, layout)
+    return preference_model.eval_outputs(jax.nn.sigmoid(r_a - r_b), batch)
+
+  return trainer.Evaluator(step=step,
+                           summarize=preference_model.summarize_pairwise)
+
+
+def train_job(*, model: t5.T5Config, mesh: partitioning.MeshConfig,
+              train: trainer.TrainConfig, data: data_iterators.DataSource,
+              workdir: str,
+              layout: RewardLayoutConfig = RewardLayoutConfig(),
+              init: checkpointing.InitConfig = checkpointing.InitConfig()
+              ) -> trainer.TrainResult:
+  """Reward-model job (bound by gin_configs/runs/reward_model.gin).
+
+  Args:
+    model: scorer architecture (REWARD_MODEL).
+    mesh: device mesh.
+    train: steps, batch size, optimizer, checkpoints, evaluation.
+    data: pair batches; must provide `encode(text)` for the marker.
+    workdir: output directory.
+    layout: packed length and marker text.
+    init: optional pretrained weights (new `score_head`, LM head ignored).
+
+  Returns:
+    The TrainResult; `eval_metrics` holds accuracy / log_loss / ece.
+  """
+  sft.check_vocabulary(model, data)
+  net = t5.T5Scorer(model)
+  reward_layout = make_layout(layout, data)
+  return trainer.run_job(
+      config=train, workdir=workdir, mesh_config=mesh,
+      init_fn=preference_model.scorer_init_fn(net, train.seed),
+      step_fn=make_train_step(net, reward_layout), data=data,
+      evaluator=make_evaluator(net, reward_layout), model_config=model,
+      init=init, allow_missing=("score_head",),
+      ignore_unused=("logits_dense",),
+      progress_keys=("loss", "accuracy"))

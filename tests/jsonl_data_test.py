@@ -1,0 +1,69 @@
+"""Tests for the TensorFlow-free TL;DR file reader."""
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from nlhf_jax import data_iterators as di
+from nlhf_jax import jsonl_data
+from nlhf_jax.data import synthetic
+
+
+@pytest.fixture(scope="module")
+def small_world(tmp_path_factory):
+  out = tmp_path_factory.mktemp("small_world")
+  synthetic.generate(str(out), seed=1, size=200)
+  model = jsonl_data.train_sentencepiece(str(out), str(out / "sp"), 400)
+  return str(out), model
+
+
+def test_sft_arrays_follow_the_seq2seq_layout(small_world):
+  data_dir, vocab = small_world
+  src = jsonl_data.SftJsonlSource(data_dir, vocab, input_length=64,
+                                  target_length=16)
+  feats = src.arrays("train")
+  rows = [json.loads(l) for l in open(f"{data_dir}/tldr_3_filtered/"
+                                      "train.jsonl", encoding="utf-8")]
+  assert feats["encoder_input_tokens"].shape == (len(rows), 64)
+  target = feats["decoder_target_tokens"][0]
+  length = int((target > 0).sum())
+  want = src.encode(" " + rows[0]["summary"])[:15] + [di.EOS_ID]
+  assert target[:length].tolist() == want
+  np.testing.assert_array_equal(feats["decoder_input_tokens"][:, 1:],
+                                feats["decoder_target_tokens"][:, :-1])
+  # Every prompt ends with EOS and fits (OpenAI truncation, then EOS).
+  enc = feats["encoder_input_tokens"]
+  ends = (enc > 0).sum(axis=1) - 1
+  assert np.all(enc[np.arange(len(enc)), ends] == di.EOS_ID)
+  assert "tensorflow" not in sys.modules
+
+
+def test_pair_arrays_labels_and_p_star(small_world):
+  data_dir, vocab = small_world
+  src = jsonl_data.PreferenceJsonlSource(data_dir, vocab, input_length=64,
+                                         target_length=16, with_p_star=True)
+  feats = src.arrays("valid1")
+  rows = []
+  for path in sorted(__import__("glob").glob(f"{data_dir}/comparisons/*")):
+    rows += [json.loads(l) for l in open(path, encoding="utf-8")]
+  rows = [r for r in rows if r["split"] == "valid1"]
+  np.testing.assert_array_equal(feats["label"],
+                                [1 - r["choice"] for r in rows])
+  assert np.all((feats["p_star"] >= 0) & (feats["p_star"] <= 1))
+  batch = next(src.eval_iterator(4))
+  assert set(batch) >= {"encoder_input_tokens", "decoder_target_tokens_a",
+                        "decoder_target_tokens_b", "label", "p_star", "valid"}
+
+
+def test_bad_settings_are_reported(small_world, tmp_path):
+  data_dir, vocab = small_world
+  with pytest.raises(ValueError, match="not a directory"):
+    jsonl_data.SftJsonlSource(str(tmp_path / "nope"), vocab)
+  with pytest.raises(ValueError, match="DATA_DIR"):
+    jsonl_data.SftJsonlSource(None, vocab)
+  with pytest.raises(FileNotFoundError, match="SentencePiece model"):
+    jsonl_data.SftJsonlSource(data_dir, str(tmp_path / "x.model")).encode("a")
+  with pytest.raises(ValueError, match="split"):
+    jsonl_data.PreferenceJsonlSource(data_dir, vocab).arrays("test")
