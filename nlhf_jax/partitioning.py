@@ -196,6 +196,13 @@ def sharded_init(init_fn: Callable[[], Any], mesh: Mesh,
   return params, shardings
 
 
+def abstract_with_shardings(tree: Any, shardings: Any) -> Any:
+  """ShapeDtypeStructs carrying shardings (for restoring or lowering)."""
+  return jax.tree.map(
+      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+      tree, shardings)
+
+
 def batch_sharding(mesh: Mesh) -> NamedSharding:
   """Sharding for host batches: leading dim over (data, fsdp)."""
   return NamedSharding(mesh, P(BATCH_AXES))

@@ -1,0 +1,267 @@
+r"""Ahead-of-time compilation of the real train steps for a TPU topology.
+
+From a CPU machine with libtpu installed (`pip install -e '.[tpu]'`):
+
+  python -m nlhf_jax.aot --gin_file=gin_configs/models/large.gin \
+      --gin_file=gin_configs/mesh/v5e_16.gin --topology=v5e:4x4
+
+compiles the SFT step, the preference-model step and the Nash-MD-PG step
+(policy + reference + preference model, sampling included) for the slice's
+devices with the mesh from gin, and prints per-device memory (arguments,
+outputs, temporaries) from the compiled memory analysis with a verdict
+against the chip's HBM. No TPU is needed and nothing is allocated.
+
+Models: POLICY_MODEL and PREFERENCE_MODEL macros if bound, else MODEL for
+both (include two model files and bind them for a policy/PM size pair).
+Mesh: MESH. Activation checkpointing is the models' `remat_policy`
+(`--gin.t5_xl/t5.T5Config.remat_policy=\"full\"`); parameter and optimizer
+sharding is the mesh's `fsdp` axis. Shapes: --batch_size, --input_length,
+--target_length (defaults 32 / 512 / 64, the paper's batch and TL;DR
+lengths). --json appends the reports as JSON lines; --table=FILE prints a
+Markdown table of such a file (the README's table comes from it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from typing import Any, Callable, Optional, Sequence
+
+# Compile for TPU from a CPU host: the local backend stays the CPU.
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import flax.linen as nn  # pylint: disable=g-import-not-at-top
+import jax
+import jax.numpy as jnp
+import optax
+
+from nlhf_jax import aot_memory
+from nlhf_jax import partitioning
+from nlhf_jax import train_state as ts
+from nlhf_jax.algorithms import nash_md
+from nlhf_jax.algorithms import online
+from nlhf_jax.algorithms import preference_model as pm_lib
+from nlhf_jax.algorithms import sft
+from nlhf_jax.errors import ConfigError
+from nlhf_jax.models import t5
+
+PROGRAMS = ("sft", "preference_model", "nash_md")
+
+
+@dataclasses.dataclass(frozen=True)
+class Shapes:
+  """Global batch and sequence lengths of the compiled steps."""
+
+  batch_size: int = 32
+  input_length: int = 512
+  target_length: int = 64
+
+  @property
+  def pair_length(self) -> int:
+    return self.input_length + 2 * self.target_length + 8
+
+
+def _abstract_state(init_fn: Callable[[], Any], mesh, tx):
+  boxed = ts.abstract_boxed_params(init_fn)
+  state = jax.eval_shape(lambda p: ts.TrainState.create(p, tx),
+                         nn.unbox(boxed))
+  shardings = ts.state_shardings(state, boxed, mesh)
+  return partitioning.abstract_with_shardings(state, shardings), shardings
+
+
+def _abstract_params(init_fn: Callable[[], Any], mesh):
+  boxed = ts.abstract_boxed_params(init_fn)
+  shardings = ts.params_shardings(boxed, mesh)
+  return partitioning.abstract_with_shardings(nn.unbox(boxed), shardings), shardings
+
+
+def _tokens(mesh, batch: int, length: int):
+  return jax.ShapeDtypeStruct((batch, length), jnp.int32,
+                              sharding=partitioning.batch_sharding(mesh))
+
+
+def _compile(step, args, in_shardings, out_shardings, mesh):
+  rng = jax.ShapeDtypeStruct((2,), jnp.uint32,
+                             sharding=partitioning.replicated(mesh))
+  args = args[:2] + (rng,) + args[2:]
+  in_shardings = in_shardings[:2] + (partitioning.replicated(mesh),) + \
+      in_shardings[2:]
+  with partitioning.activate(mesh):
+    jitted = jax.jit(step, in_shardings=in_shardings,
+                     out_shardings=out_shardings, donate_argnums=0)
+    return jitted.lower(*args).compile()
+
+
+def compile_sft(policy_cfg: t5.T5Config, mesh, shapes: Shapes, tx):
+  net = t5.T5(policy_cfg)
+  state, sh = _abstract_state(sft.init_fn(net, 0), mesh, tx)
+  b, lx, ly = shapes.batch_size, shapes.input_length, shapes.target_length
+  batch = {"encoder_input_tokens": _tokens(mesh, b, lx),
+           "decoder_input_tokens": _tokens(mesh, b, ly),
+           "decoder_target_tokens": _tokens(mesh, b, ly),
+           "decoder_loss_weights": _tokens(mesh, b, ly)}
+  batch_sh = jax.tree.map(lambda x: x.sharding, batch)
+  return _compile(sft.make_train_step(net), (state, batch), (sh, batch_sh),
+                  (sh, partitioning.replicated(mesh)), mesh)
+
+
+def _pair_layout(shapes: Shapes) -> pm_lib.PairLayout:
+  return pm_lib.PairLayout(shapes.pair_length, (3, 4, 5), (3, 4, 6))
+
+
+def compile_preference_model(pm_cfg: t5.T5Config, mesh, shapes: Shapes, tx):
+  net = t5.T5Scorer(pm_cfg)
+  init = pm_lib.scorer_init_fn(net, 0)
+  state, sh = _abstract_state(init, mesh, tx)
+  b, lx, ly = shapes.batch_size, shapes.input_length, shapes.target_length
+  batch = {"encoder_input_tokens": _tokens(mesh, b, lx),
+           "decoder_target_tokens_a": _tokens(mesh, b, ly),
+           "decoder_target_tokens_b": _tokens(mesh, b, ly),
+           "label": jax.ShapeDtypeStruct(
+               (b,), jnp.int32, sharding=partitioning.batch_sharding(mesh))}
+  batch_sh = jax.tree.map(lambda x: x.sharding, batch)
+  step = pm_lib.make_train_step(net, _pair_layout(shapes))
+  return _compile(step, (state, batch), (sh, batch_sh),
+                  (sh, partitioning.replicated(mesh)), mesh)
+
+
+def compile_nash_md(policy_cfg: t5.T5Config, pm_cfg: t5.T5Config, mesh,
+                    shapes: Shapes, tx):
+  policy, scorer = t5.T5(policy_cfg), t5.T5Scorer(pm_cfg)
+  state, sh = _abstract_state(sft.init_fn(policy, 0), mesh, tx)
+  ref, ref_sh = _abstract_params(sft.init_fn(policy, 0), mesh)
+  pm, pm_sh = _abstract_params(pm_lib.scorer_init_fn(scorer, 0), mesh)
+  batch = {"encoder_input_tokens": _tokens(mesh, shapes.batch_size,
+                                           shapes.input_length)}
+  batch_sh = jax.tree.map(lambda x: x.sharding, batch)
+  step = nash_md.make_train_step(
+      policy, policy, scorer, _pair_layout(shapes), nash_md.NashMDConfig(),
+      online.ResponseConfig(max_decode_length=shapes.target_length))
+  frozen = {"reference": ref, "preference": pm}
+  frozen_sh = {"reference": ref_sh, "preference": pm_sh}
+  return _compile(step, (state, batch, frozen), (sh, batch_sh, frozen_sh),
+                  (sh, partitioning.replicated(mesh)), mesh)
+
+
+def compile_programs(topology: str, policy_cfg: t5.T5Config,
+                     pm_cfg: t5.T5Config,
+                     mesh_cfg: partitioning.MeshConfig,
+                     shapes: Shapes = Shapes(),
+                     programs: Sequence[str] = PROGRAMS,
+                     log: Callable[[str], None] = print
+                     ) -> list[aot_memory.MemoryReport]:
+  """Compiles the named train steps for `topology`; one report each."""
+  unknown = set(programs) - set(PROGRAMS)
+  if unknown:
+    raise ConfigError(f"Unknown programs {sorted(unknown)}; choose from "
+                      f"{PROGRAMS}.")
+  devices = aot_memory.topology_devices(topology)
+  mesh = partitioning.make_mesh(mesh_cfg, devices)
+  tx = optax.adafactor(1e-3)
+  builders = {
+      "sft": lambda: compile_sft(policy_cfg, mesh, shapes, tx),
+      "preference_model": lambda: compile_preference_model(
+          pm_cfg, mesh, shapes, tx),
+      "nash_md": lambda: compile_nash_md(policy_cfg, pm_cfg, mesh, shapes,
+                                         tx),
+  }
+  reports = []
+  for name in programs:
+    log(f"compiling {name} for {topology} (mesh {dict(mesh.shape)}) ...")
+    try:
+      report = aot_memory.memory_report(builders[name](), name, topology,
+                                        devices)
+    except jax.errors.JaxRuntimeError as e:
+      report = aot_memory.report_from_oom(e, name, topology, devices)
+      if report is None:
+        raise
+    log("  " + report.summary())
+    reports.append(report)
+  return reports
+
+
+def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
+  """README table from the JSON lines written with --json."""
+  gib = lambda b: f"{b / aot_memory.GIB:.2f}"
+  lines = ["| policy / PM d_model | program | topology | mesh (data, fsdp, "
+           "model) | remat | args GiB | temps GiB | total GiB/device | "
+           "HBM GiB | fits |", "|---|---|---|---|---|---|---|---|---|---|"]
+  for r in rows:
+    mesh = r["mesh"]
+    lines.append(
+        f"| {r['policy_d_model']} / {r['pm_d_model']} | {r['program']} | "
+        f"{r['topology']} | {mesh['data']}, {mesh['fsdp']}, {mesh['model']} "
+        f"| {r['remat']} | {gib(r['argument_bytes'])} | "
+        f"{gib(r['temp_bytes'])} | {gib(r['total_bytes'])} | "
+        f"{gib(r['hbm_bytes']) if r['hbm_bytes'] else '?'} | "
+        f"{'yes' if r['fits'] else 'no'} |")
+  return "\n".join(lines)
+
+
+def _macro(name: str) -> Optional[Any]:
+  import gin  # pylint: disable=g-import-not-at-top
+  try:
+    return gin.query_parameter(f"%{name}").scoped_configurable_fn()
+  except ValueError:
+    return None
+
+
+def main(argv: Optional[Sequence[str]] = None) -> list[dict[str, Any]]:
+  """CLI entry point (see the module docstring)."""
+  from nlhf_jax import main as main_lib  # pylint: disable=g-import-not-at-top
+  argv = list(sys.argv[1:] if argv is None else argv)
+  parser = argparse.ArgumentParser(prog="python -m nlhf_jax.aot",
+                                   description=__doc__,
+                                   formatter_class=(
+                                       argparse.RawDescriptionHelpFormatter))
+  parser.add_argument("--gin_file", action="append", default=[])
+  parser.add_argument("--topology", default=None)
+  parser.add_argument("--table", default=None,
+                      help="print the Markdown table of a --json file; "
+                      "compiles nothing")
+  parser.add_argument("--programs", default=",".join(PROGRAMS))
+  parser.add_argument("--batch_size", type=int, default=32)
+  parser.add_argument("--input_length", type=int, default=512)
+  parser.add_argument("--target_length", type=int, default=64)
+  parser.add_argument("--json", default=None)
+  try:
+    bindings, rest = main_lib.split_gin_args(argv)
+    flags = parser.parse_args(rest)
+    if flags.table:
+      with open(flags.table, encoding="utf-8") as f:
+        print(markdown_table([json.loads(line) for line in f if line.strip()]))
+      return []
+    if not flags.topology:
+      raise ConfigError("--topology is required (e.g. v5e:4x4 or v5e-16).")
+    main_lib.parse_config(flags.gin_file, bindings)
+    model = _macro("MODEL")
+    policy_cfg = _macro("POLICY_MODEL") or model
+    pm_cfg = _macro("PREFERENCE_MODEL") or model
+    mesh_cfg = _macro("MESH") or partitioning.MeshConfig()
+    if policy_cfg is None or pm_cfg is None:
+      raise ConfigError("No model bound: include a gin_configs/models/*.gin "
+                        "file (MODEL) or bind POLICY_MODEL/PREFERENCE_MODEL.")
+    reports = compile_programs(
+        flags.topology, policy_cfg, pm_cfg, mesh_cfg,
+        Shapes(flags.batch_size, flags.input_length, flags.target_length),
+        [p for p in flags.programs.split(",") if p])
+  except ConfigError as e:
+    print(f"Config error: {e}", file=sys.stderr)
+    sys.exit(2)
+  rows = [dict(r.as_dict(), policy_d_model=policy_cfg.d_model,
+               pm_d_model=pm_cfg.d_model, remat=policy_cfg.remat_policy,
+               mesh=dict(zip(partitioning.MESH_AXES,
+                             mesh_cfg.resolve(reports[0].num_devices))))
+          for r in reports]
+  if flags.json:
+    with open(flags.json, "a", encoding="utf-8") as f:
+      for row in rows:
+        f.write(json.dumps(row) + "\n")
+  return rows
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,39 @@
+"""Ahead-of-time compilation of the real train steps for a TPU topology."""
+
+import json
+
+import pytest
+
+pytest.importorskip("libtpu", reason="libtpu (test extra) compiles for TPU")
+
+from nlhf_jax import aot  # pylint: disable=g-import-not-at-top
+from nlhf_jax import aot_memory
+
+
+def test_tiny_config_compiles_for_a_small_topology(tmp_path, capsys):
+  out = tmp_path / "aot.jsonl"
+  rows = aot.main([
+      "--gin_file=gin_configs/models/tiny.gin",
+      "--gin_file=gin_configs/mesh/data_parallel.gin",
+      "--topology=v5e:2x2", "--programs=sft,nash_md", "--batch_size=4",
+      "--input_length=16", "--target_length=4", f"--json={out}"])
+  assert [r["program"] for r in rows] == ["sft", "nash_md"]
+  for row in rows:
+    assert row["num_devices"] == 4
+    assert row["mesh"] == {"data": 4, "fsdp": 1, "model": 1}
+    assert row["hbm_bytes"] == 16 * aot_memory.GIB
+    assert row["fits"] is True
+    assert 0 < row["total_bytes"] < 64 * 1024 ** 2
+    # The step's arguments include at least the parameters (f32).
+    assert row["argument_bytes"] > 4 * 200_000
+  assert "DOES NOT FIT" not in capsys.readouterr().out
+  assert len(out.read_text().splitlines()) == 2
+  json.loads(out.read_text().splitlines()[0])
+
+
+def test_unknown_topology_is_a_config_error(capsys):
+  with pytest.raises(SystemExit) as exc:
+    aot.main(["--gin_file=gin_configs/models/tiny.gin",
+              "--topology=v99:1x1", "--programs=sft"])
+  assert exc.value.code == 2
+  assert "v99:1x1" in capsys.readouterr().err
