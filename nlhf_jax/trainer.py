@@ -30,6 +30,7 @@ import os
 import time
 from typing import Any, Callable, Mapping, Optional, Sequence
 
+import flax.linen as nn
 import jax
 from jax.experimental import multihost_utils
 import jax.numpy as jnp
@@ -222,7 +223,7 @@ def _write_model_info(workdir: str, params: Any, shardings: Any) -> None:
     f.write(partitioning.parameter_report(params, shardings) + "\n")
 
 
-def _initial_state(config: TrainConfig, workdir: str, mesh: Mesh,
+def _initial_state(workdir: str, mesh: Mesh,
                    init_fn: Callable[[], Any], tx: Any,
                    initial_params_fn: Optional[Callable[..., Any]],
                    with_ema: bool, checkpointer: checkpointing.Checkpointer,
@@ -230,7 +231,6 @@ def _initial_state(config: TrainConfig, workdir: str, mesh: Mesh,
   """Resumes the newest intact checkpoint, else initialises (sharded)."""
   boxed = jax.eval_shape(init_fn)
   create = lambda p: TrainState.create(p, tx, with_ema=with_ema)
-  import flax.linen as nn  # pylint: disable=g-import-not-at-top
   abstract_state = jax.eval_shape(create, nn.unbox(boxed))
   shardings = train_state_lib.state_shardings(abstract_state, boxed, mesh)
   abstract = jax.tree.map(
@@ -311,101 +311,119 @@ def train(*, config: TrainConfig, workdir: str, mesh: Mesh,
   writer = metrics_lib.MetricWriter(workdir, config.tensorboard)
   try:
     state, shardings, start = _initial_state(
-        config, workdir, mesh, init_fn, tx, initial_params_fn, with_ema,
+        workdir, mesh, init_fn, tx, initial_params_fn, with_ema,
         checkpointer, train_data)
-    return _loop(config, mesh, state, shardings, start, step_fn, train_data,
-                 evaluator, eval_data, checkpointer, writer, progress_keys,
-                 hooks, frozen)
+    loop = _TrainLoop(config, mesh, shardings, start, step_fn, train_data,
+                      evaluator, eval_data, checkpointer, writer,
+                      progress_keys, frozen)
+    with partitioning.activate(mesh):
+      return loop.run(state, start, hooks)
   finally:
     writer.close()
     checkpointer.close()
 
 
-def _loop(config, mesh, state, shardings, start, step_fn, train_data,
-          evaluator, eval_data, checkpointer, writer, progress_keys, hooks,
-          frozen=None):
-  """The step loop of `train` (see there)."""
-  batch_sharding = partitioning.batch_sharding(mesh)
-  replicated = partitioning.replicated(mesh)
-  traces = [0]
-  frozen_args, frozen_shardings = ((frozen[0],), (frozen[1],)) if frozen \
-      else ((), ())
-  jitted = jax.jit(
-      _guarded_step(step_fn, config.nan_policy == "skip", traces),
-      in_shardings=(shardings, batch_sharding, replicated) + frozen_shardings,
-      out_shardings=(shardings, replicated), donate_argnums=0)
-  eval_step = None
-  if evaluator is not None:
-    eval_step = jax.jit(evaluator.step,
-                        in_shardings=(shardings, batch_sharding))
-  base_rng = jax.device_put(jax.random.PRNGKey(config.seed), replicated)
-  window = _MetricWindow(config.nan_policy)
-  progress = metrics_lib.ProgressReporter(config.steps, start, progress_keys)
-  is_primary = jax.process_index() == 0
-  train_metrics, eval_metrics = {}, {}
-  last_saved = start
+class _TrainLoop:
+  """The step loop of `train` (see there): one instance per run."""
 
-  def drain():
+  def __init__(self, config, mesh, shardings, start, step_fn, train_data,
+               evaluator, eval_data, checkpointer, writer, progress_keys,
+               frozen):
+    self.config, self.train_data = config, train_data
+    self.evaluator, self.eval_data = evaluator, eval_data
+    self.checkpointer, self.writer = checkpointer, writer
+    self.batch_sharding = partitioning.batch_sharding(mesh)
+    replicated = partitioning.replicated(mesh)
+    self.traces = [0]
+    self.frozen_args = (frozen[0],) if frozen else ()
+    frozen_shardings = (frozen[1],) if frozen else ()
+    self.step_fn = jax.jit(
+        _guarded_step(step_fn, config.nan_policy == "skip", self.traces),
+        in_shardings=(shardings, self.batch_sharding, replicated) +
+        frozen_shardings,
+        out_shardings=(shardings, replicated), donate_argnums=0)
+    self.eval_step = None
+    if evaluator is not None:
+      self.eval_step = jax.jit(evaluator.step,
+                               in_shardings=(shardings, self.batch_sharding))
+    self.base_rng = jax.device_put(jax.random.PRNGKey(config.seed),
+                                   replicated)
+    self.window = _MetricWindow(config.nan_policy)
+    self.progress = metrics_lib.ProgressReporter(config.steps, start,
+                                                 progress_keys)
+    self.is_primary = jax.process_index() == 0
+    self.train_metrics, self.eval_metrics = {}, {}
+    self.last_saved = start
+
+  def drain(self) -> None:
     """Reads the pending step metrics (raises on a non-finite loss)."""
-    nonlocal train_metrics
-    train_metrics = window.drain() or train_metrics
+    self.train_metrics = self.window.drain() or self.train_metrics
 
-  def log(step):
-    drain()
-    writer.write(step, "train", train_metrics)
-    if is_primary:
-      print(progress.line(step, train_metrics), flush=True)
+  def log(self, step: int) -> None:
+    self.drain()
+    self.writer.write(step, "train", self.train_metrics)
+    if self.is_primary:
+      print(self.progress.line(step, self.train_metrics), flush=True)
 
-  def run_eval(step):
-    nonlocal eval_metrics
-    drain()
+  def run_eval(self, state: TrainState, step: int) -> None:
+    self.drain()
     t0 = time.perf_counter()
-    eval_metrics = evaluate(state, eval_step, evaluator, eval_data(),
-                            batch_sharding, config.eval_batches)
-    writer.write(step, "eval", eval_metrics)
-    if is_primary:
+    self.eval_metrics = evaluate(state, self.eval_step, self.evaluator,
+                                 self.eval_data(), self.batch_sharding,
+                                 self.config.eval_batches)
+    self.writer.write(step, "eval", self.eval_metrics)
+    if self.is_primary:
       shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted(
-          eval_metrics.items()))
+          self.eval_metrics.items()))
       print(f"eval at step {step} ({time.perf_counter() - t0:.1f}s): "
             f"{shown}", flush=True)
 
-  def save(step):
-    nonlocal last_saved
-    drain()  # Never checkpoint a state past a non-finite step.
-    checkpointer.save(step, state, train_data.get_state())
-    last_saved = step
+  def save(self, state: TrainState, step: int) -> None:
+    self.drain()  # Never checkpoint a state past a non-finite step.
+    self.checkpointer.save(step, state, self.train_data.get_state())
+    self.last_saved = step
 
-  with checkpointing.PreemptionWatcher() as watcher, partitioning.activate(
-      mesh):
+  def result(self, state: TrainState, step: int,
+             preempted: bool) -> TrainResult:
+    return TrainResult(state, step, self.train_metrics, self.eval_metrics,
+                       preempted, self.window.skipped, self.traces[0])
+
+  def after_step(self, state: TrainState, step: int) -> None:
+    """Logging, evaluation and checkpointing due after `step`."""
+    config = self.config
+    final = step == config.steps
+    if step % config.log_every == 0 or final:
+      self.log(step)
+    if (self.evaluator is not None and config.eval_every and
+        step % config.eval_every == 0 and not final):
+      self.run_eval(state, step)
+    every = config.checkpoint.every_steps
+    if (every and step % every == 0) or final:
+      self.save(state, step)
+
+  def run(self, state: TrainState, start: int,
+          hooks: Sequence[Callable[[int, TrainState], None]]) -> TrainResult:
     step = start
-    while step < config.steps:
-      batch = _device_batch(next(train_data), batch_sharding)
-      state, step_metrics = jitted(state, batch, base_rng, *frozen_args)
-      step += 1
-      window.add(step, step_metrics)
-      final = step == config.steps
-      if step % config.log_every == 0 or final:
-        log(step)
-      if evaluator is not None and config.eval_every and (
-          step % config.eval_every == 0) and not final:
-        run_eval(step)
-      every = config.checkpoint.every_steps
-      if (every and step % every == 0) or final:
-        save(step)
-      for hook in hooks:
-        hook(step, state)
-      if watcher.should_stop(step) and not final:
-        if last_saved != step:
-          save(step)
-        print(f"Received SIGTERM: saved a checkpoint at step {step} in "
-              f"{checkpointer.directory}; exiting cleanly. Run the same "
-              "command again to resume.", flush=True)
-        return TrainResult(state, step, train_metrics, eval_metrics, True,
-                           window.skipped, traces[0])
-    if evaluator is not None:
-      run_eval(step)
-  return TrainResult(state, step, train_metrics, eval_metrics, False,
-                     window.skipped, traces[0])
+    with checkpointing.PreemptionWatcher() as watcher:
+      while step < self.config.steps:
+        batch = _device_batch(next(self.train_data), self.batch_sharding)
+        state, metrics = self.step_fn(state, batch, self.base_rng,
+                                      *self.frozen_args)
+        step += 1
+        self.window.add(step, metrics)
+        self.after_step(state, step)
+        for hook in hooks:
+          hook(step, state)
+        if watcher.should_stop(step) and step < self.config.steps:
+          if self.last_saved != step:
+            self.save(state, step)
+          print(f"Received SIGTERM: saved a checkpoint at step {step} in "
+                f"{self.checkpointer.directory}; exiting cleanly. Run the "
+                "same command again to resume.", flush=True)
+          return self.result(state, step, preempted=True)
+    if self.evaluator is not None:
+      self.run_eval(state, step)
+    return self.result(state, step, preempted=False)
 
 
 def run_job(*, config: TrainConfig, workdir: str,
