@@ -29,13 +29,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import signal
 import time
 from typing import Any, Callable, Mapping, Optional, Sequence
 import zlib
 
 from absl import logging
+from etils import epath
 import jax
 from jax.experimental import multihost_utils
 import numpy as np
@@ -87,62 +87,62 @@ class Restored:
   step: int
 
 
-def _crc32(path: str) -> int:
+def _crc32(path: epath.Path) -> int:
   crc = 0
-  with open(path, "rb") as f:
+  with path.open("rb") as f:
     while chunk := f.read(_CHUNK):
       crc = zlib.crc32(chunk, crc)
   return crc
 
 
-def _list_files(step_dir: str) -> list[str]:
+def _list_files(step_dir: epath.Path) -> list[str]:
   out = []
-  for root, _, files in os.walk(step_dir):
+  for root, _, files in step_dir.walk():
     for name in files:
-      rel = os.path.relpath(os.path.join(root, name), step_dir)
+      rel = str((epath.Path(root) / name).relative_to(step_dir))
       if rel != MANIFEST:
         out.append(rel)
   return sorted(out)
 
 
-def write_manifest(step_dir: str, mode: str) -> None:
+def write_manifest(step_dir: epath.PathLike, mode: str) -> None:
   """Records every file of a finished checkpoint (size, CRC32 if asked)."""
+  step_dir = epath.Path(step_dir)
   files = {}
   for rel in _list_files(step_dir):
-    path = os.path.join(step_dir, rel)
-    entry = {"size": os.path.getsize(path)}
+    path = step_dir / rel
+    entry = {"size": path.stat().length}
     if mode == "crc32":
       entry["crc32"] = _crc32(path)
     files[rel] = entry
-  tmp = os.path.join(step_dir, MANIFEST + ".tmp")
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump({"integrity": mode, "files": files}, f)
-  os.replace(tmp, os.path.join(step_dir, MANIFEST))
+  tmp = step_dir / (MANIFEST + ".tmp")
+  tmp.write_text(json.dumps({"integrity": mode, "files": files}))
+  tmp.rename(step_dir / MANIFEST)
 
 
-def verify_manifest(step_dir: str) -> Optional[str]:
+def verify_manifest(step_dir: epath.PathLike) -> Optional[str]:
   """Checks a checkpoint against its manifest.
 
   Returns:
     None if it matches, else a sentence saying what is wrong.
   """
-  path = os.path.join(step_dir, MANIFEST)
-  if not os.path.exists(path):
+  step_dir = epath.Path(step_dir)
+  path = step_dir / MANIFEST
+  if not path.exists():
     return (f"no {MANIFEST} (the save did not finish, or the checkpoint was "
             "not written by nlhf_jax)")
   try:
-    with open(path, encoding="utf-8") as f:
-      manifest = json.load(f)
+    manifest = json.loads(path.read_text())
     files = manifest["files"]
   except (OSError, ValueError, KeyError) as e:
     return f"unreadable {MANIFEST}: {e}"
   if manifest.get("integrity") == "none":
     return None
   for rel, entry in files.items():
-    full = os.path.join(step_dir, rel)
-    if not os.path.exists(full):
+    full = step_dir / rel
+    if not full.exists():
       return f"file {rel} is missing"
-    size = os.path.getsize(full)
+    size = full.stat().length
     if size != entry["size"]:
       return f"file {rel} has {size} bytes, {entry['size']} were written"
     if "crc32" in entry and _crc32(full) != entry["crc32"]:
@@ -163,7 +163,7 @@ class Checkpointer:
   """Saves and resumes TrainState + data position under `workdir`."""
 
   def __init__(self, workdir: str, config: CheckpointConfig):
-    self._workdir = os.path.abspath(workdir)
+    self._workdir = _absolute(workdir)
     self._dir = os.path.join(self._workdir, CHECKPOINTS_SUBDIR)
     self._config = config
     self._manager = self._make_manager()
@@ -207,10 +207,17 @@ class Checkpointer:
     logging.warning(message)
     print(message, flush=True)
     if _is_primary():
-      dest = os.path.join(self._workdir, QUARANTINE_SUBDIR,
-                          f"{step}-{int(time.time())}")
-      os.makedirs(os.path.dirname(dest), exist_ok=True)
-      shutil.move(os.path.join(self._dir, str(step)), dest)
+      source = epath.Path(self._dir) / str(step)
+      dest = (epath.Path(self._workdir) / QUARANTINE_SUBDIR /
+              f"{step}-{int(time.time())}")
+      dest.parent.mkdir(parents=True, exist_ok=True)
+      try:
+        source.rename(dest)
+      except (OSError, NotImplementedError) as e:
+        # Some object stores cannot rename directories: delete instead.
+        logging.warning("Could not move %s to %s (%s); deleting it.",
+                        source, dest, e)
+        source.rmtree()
     _sync(f"nlhf_quarantine_{step}")
     self._manager.close()
     self._manager = self._make_manager()
@@ -245,25 +252,31 @@ class Checkpointer:
     self._manager.close()
 
 
+def _absolute(path: str) -> str:
+  """Absolute local path; URLs (gs://...) are returned unchanged."""
+  return path if "://" in path else os.path.abspath(path)
+
+
 def _find_step_dir(path: str) -> str:
   """A step directory (containing `state/`) from a workdir/checkpoints/step."""
-  path = os.path.abspath(path)
-  if os.path.isdir(os.path.join(path, "state")):
-    return path
-  for candidate in (os.path.join(path, CHECKPOINTS_SUBDIR), path):
-    if not os.path.isdir(candidate):
+  path = epath.Path(_absolute(path))
+  if (path / "state").is_dir():
+    return str(path)
+  for candidate in (path / CHECKPOINTS_SUBDIR, path):
+    if not candidate.is_dir():
       continue
-    steps = sorted((int(n) for n in os.listdir(candidate) if n.isdigit()),
-                   reverse=True)
+    steps = sorted((int(p.name) for p in candidate.iterdir()
+                    if p.name.isdigit()), reverse=True)
     for step in steps:
-      step_dir = os.path.join(candidate, str(step))
+      step_dir = candidate / str(step)
       reason = verify_manifest(step_dir)
       if reason is None:
-        return step_dir
+        return str(step_dir)
       logging.warning("Skipping checkpoint %s: %s", step_dir, reason)
   raise FileNotFoundError(
-      f"No intact nlhf_jax checkpoint under {path!r} (expected a workdir, "
-      "its checkpoints/ directory, or a step directory containing state/).")
+      f"No intact nlhf_jax checkpoint under {str(path)!r} (expected a "
+      "workdir, its checkpoints/ directory, or a step directory containing "
+      "state/).")
 
 
 def _saved_param_shapes(state_dir: str) -> dict[str, Any]:
@@ -337,7 +350,7 @@ class InitConfig:
     if self.format not in ("auto", "hf", "t5x", "nlhf"):
       raise ValueError(f"InitConfig.format must be 'auto', 'hf', 't5x' or "
                        f"'nlhf', got {self.format!r}.")
-    if self.path is not None and not os.path.exists(self.path):
+    if self.path is not None and not epath.Path(self.path).exists():
       raise ValueError(f"InitConfig.path {self.path!r} does not exist.")
 
 
@@ -431,13 +444,15 @@ class PreemptionWatcher:
     self._previous.clear()
 
   def should_stop(self, step: int) -> bool:
-    if jax.process_count() > 1:
-      try:
-        if multihost_utils.reached_preemption_sync_point(step):
-          return True
-      except RuntimeError:
-        pass  # Preemption service not enabled: use the local flag.
+    if jax.process_count() == 1:
+      return self.received is not None
+    try:
+      # All processes agree on the step (JAX's preemption service, on by
+      # default on Cloud TPU).
+      return multihost_utils.reached_preemption_sync_point(step)
+    except RuntimeError:
+      # No preemption service: combine the local flags (one small
+      # all-gather per step).
       flags = multihost_utils.process_allgather(
-          int(self.received is not None))
-      return bool(max(flags.tolist()))
-    return self.received is not None
+          np.int32(self.received is not None))
+      return bool(np.max(flags))
