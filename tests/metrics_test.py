@@ -1,0 +1,35 @@
+"""Tests for console progress lines and metrics.jsonl."""
+
+from nlhf_jax import metrics
+
+
+def test_progress_line_has_rate_eta_and_metrics():
+  progress = metrics.ProgressReporter(total_steps=100, start_step=0,
+                                      keys=("loss",))
+  line = progress.line(10, {"loss": 1.23456, "other": 2.0})
+  assert line.startswith("step 10/100 (10.0%) | ")
+  assert "steps/s | ETA " in line
+  assert line.endswith("loss 1.2346")
+  assert "other" not in line
+
+
+def test_format_helpers():
+  assert metrics._format_duration(3725) == "1h02m"
+  assert metrics._format_duration(65) == "1m05s"
+  assert metrics._format_duration(float("inf")) == "?"
+  assert metrics._format_value(1e-6) == "1.000e-06"
+
+
+def test_jsonl_writer_appends_and_reader_keeps_last_per_step(tmp_path):
+  writer = metrics.MetricWriter(str(tmp_path), tensorboard=False)
+  writer.write(5, "train", {"loss": 2.0})
+  writer.write(5, "eval", {"accuracy": 0.5})
+  writer.close()
+  # A resumed run redoes step 5 and appends.
+  writer = metrics.MetricWriter(str(tmp_path), tensorboard=False)
+  writer.write(5, "train", {"loss": 1.5})
+  writer.write(10, "train", {"loss": 1.0})
+  writer.close()
+  train = metrics.read_metrics(str(tmp_path), "train")
+  assert [(r["step"], r["loss"]) for r in train] == [(5, 1.5), (10, 1.0)]
+  assert metrics.read_metrics(str(tmp_path), "eval")[0]["accuracy"] == 0.5
