@@ -3,14 +3,16 @@
   python -m benchmarks.peer_nash_md [--trl_python /work/trl-venv/bin/python]
       [--trl_script ../shared/bench/trl_nash_md.py] [--rounds 1]
 
-Runs (a) the peer script (`trl_nash_md.py`, random-weight GPT-2 policy,
-reference and reward model, d_model 256, 4 layers, 4 heads, vocab 32128) in
-its own Python environment, and (b) our fused Nash-MD-PG step at the
-matched size (`benchmarks/nash_md_benchmark.py --size matched`), both with
-batch 8, prompts of 64 tokens, 32 new tokens and β = 0.125, on the same
-machine, one after the other. With `--rounds R > 1` the two alternate R
-times and the medians over rounds are compared, which evens out a machine
-whose load changes (it may be shared).
+Runs (a) the peer script (`trl_nash_md.py`: random-weight GPT-2 policy,
+reference and reward model, d_model 256, 4 layers, 4 heads, vocab 32128,
+11.65 M policy parameters) in its own Python environment, and (b) the
+library's fused Nash-MD-PG step (`nlhf_jax.algorithms.nash_md.
+make_train_step`) at the matched size of `benchmarks/nash_md_benchmark.py`
+(T5 with 12.13 M policy parameters), both with batch 8, prompts of 64
+tokens, 32 new tokens, β = 0.125 and τ = 0.008, on the same machine, one
+after the other. With `--rounds R > 1` the two alternate R times and the
+medians over rounds are compared, which evens out a machine whose load
+changes (it may be shared); our model is compiled once.
 
 Prints one JSON line with both results, the policy parameter counts and
 their ratio (ours / peer, must be within 15 %), and the throughput ratio
@@ -33,6 +35,7 @@ import argparse
 import dataclasses
 import json
 import os
+import resource
 import statistics
 import subprocess
 import time
@@ -88,6 +91,9 @@ def run_peer(cmd: list[str], timeout_s: float) -> dict[str, Any]:
                        f"printed no JSON line: {' '.join(cmd)}\n"
                        f"{proc.stderr[-3000:]}")
   result["wall_s"] = wall
+  # Largest peak RSS among finished children: the peer run(s) so far.
+  result["host_peak_rss_mib"] = round(
+      resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2 ** 10, 1)
   return result
 
 

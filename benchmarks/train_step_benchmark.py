@@ -21,7 +21,7 @@ vocab 32128; 76.9 M parameters with the LM head, 60.5 M as a scorer) in
 float32, dropout 0:
   * SFT: batch 8, encoder 64 tokens, decoder 32 tokens;
   * preference model: batch 4 comparisons, prompt 64 tokens, responses of
-    32 tokens, packed as [x; M1 y; M2 y'; EOS] (136 tokens) in both orders,
+    32 tokens, packed as [x; M1 y; M2 y'; EOS] (135 tokens) in both orders,
     i.e. 8 sequences through the scorer.
 On the 2-core CPU a step takes about 1-1.5 s when the machine is otherwise
 idle. `--size tiny` is for smoke tests. Batches are random tokens without
