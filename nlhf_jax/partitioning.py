@@ -259,6 +259,9 @@ def initialize_distributed(coordinator_address: Optional[str] = None,
     return False
   if num_processes == 1:
     return False
+  if os.environ.get("JAX_PLATFORMS", "") == "cpu":
+    # Cross-process collectives on CPU (tests, CPU clusters) go over gloo.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(coordinator_address=coordinator_address,
                              num_processes=num_processes,
                              process_id=process_id)
