@@ -151,9 +151,14 @@ def compile_programs(topology: str, policy_cfg: t5.T5Config,
                      mesh_cfg: partitioning.MeshConfig,
                      shapes: Shapes = Shapes(),
                      programs: Sequence[str] = PROGRAMS,
-                     log: Callable[[str], None] = print
+                     log: Callable[[str], None] = print,
+                     on_report: Optional[Callable[[Any], None]] = None
                      ) -> list[aot_memory.MemoryReport]:
-  """Compiles the named train steps for `topology`; one report each."""
+  """Compiles the named train steps for `topology`; one report each.
+
+  `on_report` is called with each report as soon as it exists (so a long
+  series of compilations keeps what it measured if interrupted).
+  """
   unknown = set(programs) - set(PROGRAMS)
   if unknown:
     raise ConfigError(f"Unknown programs {sorted(unknown)}; choose from "
@@ -180,6 +185,8 @@ def compile_programs(topology: str, policy_cfg: t5.T5Config,
         raise
     log("  " + report.summary())
     reports.append(report)
+    if on_report is not None:
+      on_report(report)
   return reports
 
 
@@ -244,22 +251,25 @@ def main(argv: Optional[Sequence[str]] = None) -> list[dict[str, Any]]:
     if policy_cfg is None or pm_cfg is None:
       raise ConfigError("No model bound: include a gin_configs/models/*.gin "
                         "file (MODEL) or bind POLICY_MODEL/PREFERENCE_MODEL.")
-    reports = compile_programs(
+    rows = []
+
+    def record(report):
+      row = dict(report.as_dict(), policy_d_model=policy_cfg.d_model,
+                 pm_d_model=pm_cfg.d_model, remat=policy_cfg.remat_policy,
+                 mesh=dict(zip(partitioning.MESH_AXES,
+                               mesh_cfg.resolve(report.num_devices))))
+      rows.append(row)
+      if flags.json:
+        with open(flags.json, "a", encoding="utf-8") as f:
+          f.write(json.dumps(row) + "\n")
+
+    compile_programs(
         flags.topology, policy_cfg, pm_cfg, mesh_cfg,
         Shapes(flags.batch_size, flags.input_length, flags.target_length),
-        [p for p in flags.programs.split(",") if p])
+        [p for p in flags.programs.split(",") if p], on_report=record)
   except ConfigError as e:
     print(f"Config error: {e}", file=sys.stderr)
     sys.exit(2)
-  rows = [dict(r.as_dict(), policy_d_model=policy_cfg.d_model,
-               pm_d_model=pm_cfg.d_model, remat=policy_cfg.remat_policy,
-               mesh=dict(zip(partitioning.MESH_AXES,
-                             mesh_cfg.resolve(reports[0].num_devices))))
-          for r in reports]
-  if flags.json:
-    with open(flags.json, "a", encoding="utf-8") as f:
-      for row in rows:
-        f.write(json.dumps(row) + "\n")
   return rows
 
 
