@@ -73,3 +73,27 @@ def scorer_train_flops(config: t5.T5Config, batch: int,
                        enc_len: int) -> float:
   """Model FLOPs of one training step of `T5Scorer` on a batch."""
   return TRAIN_MULTIPLIER * batch * scorer_forward_flops(config, enc_len)
+
+
+def decode_flops_per_token(config: t5.T5Config) -> float:
+  """Matmul FLOPs of one cached decoding step of `T5`, per sequence.
+
+  L_d · (8·e·a (self Q, K, V, O) + 4·e·a (cross Q, O) + 6·e·f) + 2·e·V;
+  attention scores over the cache and the cross-attention K/V (computed
+  once per prompt) are left out, as in `gpt2_decode_flops_per_token`.
+  """
+  e, f = config.d_model, config.d_ff
+  a = config.num_heads * config.d_kv
+  per_layer = 12 * e * a + 6 * e * f
+  return float(config.num_decoder_layers * per_layer +
+               2 * e * config.vocab_size)
+
+
+def gpt2_decode_flops_per_token(d_model: int, layers: int,
+                                vocab: int) -> float:
+  """The same count for a GPT-2 decoder (the TRL peer's policy).
+
+  layers · (8·d² (Q, K, V, O) + 16·d² (MLP of width 4d)) + 2·d·V.
+  """
+  return float(layers * 24 * d_model ** 2 + 2 * d_model * vocab)
+

@@ -42,7 +42,9 @@ import time
 from typing import Any, Optional, Sequence
 
 from benchmarks import common
+from benchmarks import flops as flops_lib
 from benchmarks import nash_md_benchmark
+from nlhf_jax.models import t5
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_TRL_PYTHON = "/work/trl-venv/bin/python"
@@ -51,6 +53,10 @@ PEER_MODEL = {"d_model": 256, "layers": 4, "heads": 4, "vocab": 32128}
 # Peer size for --smoke (matches nash_md_benchmark.TINY's vocabulary).
 PEER_TINY = {"d_model": 32, "layers": 2, "heads": 2, "vocab": 256}
 PARAMS_TOLERANCE = 0.15
+
+
+def _peer_model(size: str) -> dict[str, int]:
+  return PEER_TINY if size == "tiny" else PEER_MODEL
 
 
 def peer_command(args: argparse.Namespace, batch: int, prompt_len: int,
@@ -62,8 +68,7 @@ def peer_command(args: argparse.Namespace, batch: int, prompt_len: int,
   cmd = [args.trl_python, script, "--batch", str(batch),
          "--prompt_len", str(prompt_len), "--new_tokens", str(new_tokens),
          "--steps", str(args.trl_steps), "--beta_mixture", str(args.beta)]
-  peer_model = PEER_TINY if args.size == "tiny" else PEER_MODEL
-  for name, value in peer_model.items():
+  for name, value in _peer_model(args.size).items():
     cmd += [f"--{name}", str(value)]
   return cmd
 
@@ -143,6 +148,39 @@ def _median_of(results: list[dict[str, Any]], key: str) -> float:
   return statistics.median(r[key] for r in results)
 
 
+def _comparison(ours: list[dict[str, Any]], peer: list[dict[str, Any]],
+                config: t5.T5Config, size: str) -> dict[str, Any]:
+  """Throughputs, parameter counts and their ratios (ours / peer).
+
+  Also the decode matmul FLOPs per generated token of both policies: the
+  comparison matches parameter counts, not compute per token.
+  """
+  ours_sps = _median_of(ours, "samples_per_s")
+  out: dict[str, Any] = {"ours_samples_per_s": ours_sps,
+                         "params_policy_ours": ours[0]["params_policy"]}
+  if peer:
+    peer_sps = _median_of(peer, "samples_per_s")
+    params_ratio = ours[0]["params_policy"] / peer[0]["params_policy"]
+    out.update({
+        "peer_samples_per_s": peer_sps,
+        "params_policy_peer": peer[0]["params_policy"],
+        "params_ratio": params_ratio,
+        "params_matched": abs(params_ratio - 1.0) <= PARAMS_TOLERANCE,
+        "speedup_samples_per_s": ours_sps / peer_sps,
+    })
+  else:
+    out.update({"peer_samples_per_s": None, "params_policy_peer": None,
+                "params_ratio": None, "params_matched": None,
+                "speedup_samples_per_s": None, "peer_skipped": "--skip_peer"})
+  peer_model = _peer_model(size)
+  ours_fpt = flops_lib.decode_flops_per_token(config)
+  peer_fpt = flops_lib.gpt2_decode_flops_per_token(
+      peer_model["d_model"], peer_model["layers"], peer_model["vocab"])
+  out["decode_flops_per_token"] = {"ours": ours_fpt, "peer": peer_fpt,
+                                   "ratio": ours_fpt / peer_fpt}
+  return out
+
+
 def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
   """Runs both halves, prints and returns the combined JSON record."""
   args = _parse(argv)
@@ -170,24 +208,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
   record["ours"] = ours[0] if args.rounds == 1 else ours
   record["peer"] = (None if not peer else
                     peer[0] if args.rounds == 1 else peer)
-  ours_sps = _median_of(ours, "samples_per_s")
-  record["ours_samples_per_s"] = ours_sps
-  record["params_policy_ours"] = ours[0]["params_policy"]
-  if peer:
-    peer_sps = _median_of(peer, "samples_per_s")
-    params_ratio = ours[0]["params_policy"] / peer[0]["params_policy"]
-    record.update({
-        "peer_samples_per_s": peer_sps,
-        "params_policy_peer": peer[0]["params_policy"],
-        "params_ratio": params_ratio,
-        "params_matched": abs(params_ratio - 1.0) <= PARAMS_TOLERANCE,
-        "speedup_samples_per_s": ours_sps / peer_sps,
-    })
-  else:
-    record.update({"peer_samples_per_s": None, "params_policy_peer": None,
-                   "params_ratio": None, "params_matched": None,
-                   "speedup_samples_per_s": None,
-                   "peer_skipped": "--skip_peer"})
+  record.update(_comparison(ours, peer, config, args.size))
   record["memory"] = common.peak_memory()
   common.emit(record)
   return record

@@ -126,6 +126,9 @@ def test_peer_our_half_without_trl(run_cli):
   assert record["peer_skipped"] == "--skip_peer"
   assert _positive(record["ours_samples_per_s"])
   assert record["ours"]["split"] is None
+  fpt = record["decode_flops_per_token"]
+  assert _positive(fpt["ours"]) and _positive(fpt["peer"])
+  assert math.isclose(fpt["ratio"], fpt["ours"] / fpt["peer"])
 
 
 @pytest.mark.skipif(

@@ -63,3 +63,21 @@ def test_decoder_flops_grow_with_encoder_length_through_cross_attention():
            flops.decoder_forward_flops(CONFIG, 10, 5))
   assert delta == CONFIG.num_decoder_layers * (4 * CONFIG.d_model * a +
                                                4 * 5 * a)
+
+
+def test_decode_flops_per_token_is_the_one_position_forward_without_attention():
+  # One decoder position (q = 1) of the teacher-forced count, minus the
+  # terms the per-token decode count leaves out: encoder, cross K/V
+  # projections and attention over keys.
+  t = 7
+  a = CONFIG.num_heads * CONFIG.d_kv
+  one_position = (flops.lm_forward_flops(CONFIG, t, 1) -
+                  flops.encoder_forward_flops(CONFIG, t))
+  left_out = CONFIG.num_decoder_layers * (
+      4 * a + 4 * t * CONFIG.d_model * a + 4 * t * a)
+  assert flops.decode_flops_per_token(CONFIG) == one_position - left_out
+
+
+def test_gpt2_decode_flops_per_token_of_the_peer():
+  # d 256, 4 layers, vocab 32128: 4·24·256² + 2·256·32128.
+  assert flops.gpt2_decode_flops_per_token(256, 4, 32128) == 22_740_992
