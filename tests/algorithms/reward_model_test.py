@@ -31,20 +31,17 @@ def test_bradley_terry_step_matches_separate_rewards():
   layout = rm.RewardLayout(length=16, marker=(5,))
   model = t5.T5Scorer(TINY)
   params = nn.unbox(jax.jit(pm.scorer_init_fn(model, 0))())
-  rewards = jax.jit(lambda p, x, y: rm.rewards(model, p, x, y, layout))
-  r_a = rewards(params, batch["encoder_input_tokens"],
-                batch["decoder_target_tokens_a"])
-  r_b = rewards(params, batch["encoder_input_tokens"],
-                batch["decoder_target_tokens_b"])
+  # r(x, y) is the scorer applied to the packed [x ; marker ; y ; EOS].
+  apply = jax.jit(model.apply)
+  pack = lambda y: packing.pack(batch["encoder_input_tokens"], [y], [(5,)],
+                                16)
+  r_a = apply({"params": params}, pack(batch["decoder_target_tokens_a"]))
+  r_b = apply({"params": params}, pack(batch["decoder_target_tokens_b"]))
   state = ts.TrainState.create(params, optax.sgd(0.0))
   _, metrics = jax.jit(rm.make_train_step(model, layout))(
       state, batch, jax.random.PRNGKey(0))
   want = losses.bradley_terry_loss(r_a, r_b, batch["label"]).mean()
   np.testing.assert_allclose(metrics["loss"], want, rtol=1e-5)
-  tokens = packing.pack(batch["encoder_input_tokens"],
-                        [batch["decoder_target_tokens_a"]], [(5,)], 16)
-  np.testing.assert_allclose(jax.jit(model.apply)({"params": params}, tokens),
-                             r_a, rtol=1e-5)
 
 
 def test_reward_model_learns_the_synthetic_world(world, small_model,
