@@ -1,6 +1,8 @@
 """Tests for the TensorFlow-free TL;DR file reader."""
 
 import json
+import os
+import subprocess
 import sys
 
 import numpy as np
@@ -37,7 +39,26 @@ def test_sft_arrays_follow_the_seq2seq_layout(small_world):
   enc = feats["encoder_input_tokens"]
   ends = (enc > 0).sum(axis=1) - 1
   assert np.all(enc[np.arange(len(enc)), ends] == di.EOS_ID)
-  assert "tensorflow" not in sys.modules
+
+
+def test_reading_the_files_imports_no_tensorflow(small_world):
+  # A fresh interpreter: other tests of this pytest process may have imported
+  # TensorFlow (the seqio/TFDS data tests), which says nothing about ours.
+  data_dir, vocab = small_world
+  code = (
+      "import sys\n"
+      "from nlhf_jax import jsonl_data\n"
+      f"src = jsonl_data.SftJsonlSource({data_dir!r}, {vocab!r}, "
+      "input_length=64, target_length=16)\n"
+      "assert src.arrays('train')['encoder_input_tokens'].shape[1] == 64\n"
+      f"pairs = jsonl_data.PreferenceJsonlSource({data_dir!r}, {vocab!r}, "
+      "input_length=64, target_length=16)\n"
+      "assert len(pairs.arrays('valid1')['label']) > 0\n"
+      "print(sorted(m for m in ('tensorflow', 'seqio') if m in sys.modules))\n")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                       text=True, check=True,
+                       env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout + out.stderr
 
 
 def test_pair_arrays_labels_and_p_star(small_world):
