@@ -26,6 +26,7 @@ INSTALL_REQUIRES = [
     "absl-py==2.5.1",
     "safetensors==0.8.0",
     "tensorstore==0.1.86",
+    "tensorboard==2.21.0",
     "msgpack==1.2.4",
 ]
 

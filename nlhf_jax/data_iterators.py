@@ -71,7 +71,13 @@ class DataSource(Protocol):
     ...
 
 
-def _local_rows(batch_size: int, shard_index: int, num_shards: int) -> int:
+def local_rows(batch_size: int, shard_index: int, num_shards: int) -> int:
+  """This process's rows of a global batch split over `num_shards` processes.
+
+  Raises:
+    ValueError: a batch below 1, a bad shard index, or a batch that the
+      number of processes does not divide.
+  """
   if batch_size < 1:
     raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
   if not 0 <= shard_index < num_shards:
@@ -107,7 +113,7 @@ class ArrayIterator:
     self._arrays = {k: np.asarray(v) for k, v in arrays.items()}
     self._n = next(iter(sizes.values()))
     self._batch = batch_size
-    self._local = _local_rows(batch_size, shard_index, num_shards)
+    self._local = local_rows(batch_size, shard_index, num_shards)
     self._shard = shard_index
     self._seed = seed
     self._repeat = repeat

@@ -97,8 +97,8 @@ class DemoConfig:
     packed_length: the preference model's input [prompt; " Summary 1:" y;
       " Summary 2:" y'; EOS] (the prompt is cut to fit); the reward model
       gets input_length + target_length + 8.
-    sft_steps, scorer_steps, online_steps: optimizer steps per stage
-      (scorer: PM and RM each).
+    sft_steps, pm_steps, rm_steps, online_steps: optimizer steps per
+      stage (the pairwise PM learns more slowly than the single-summary RM).
     sft_batch, scorer_batch, online_batch: batch sizes.
     sft_lr, scorer_lr, online_lr: Adafactor relative step sizes.
     ema_time_constant: Nash-EMA's 1 / (1 − decay) as a fraction of the run
@@ -122,14 +122,15 @@ class DemoConfig:
   response_length: int = 32
   packed_length: int = 256
   sft_steps: int = 500
-  scorer_steps: int = 400
+  pm_steps: int = 1000
+  rm_steps: int = 400
   online_steps: int = 150
   sft_batch: int = 32
   scorer_batch: int = 32
   online_batch: int = 32
   sft_lr: float = 1e-2
   scorer_lr: float = 1e-2
-  online_lr: float = 3e-3
+  online_lr: float = 3e-4
   ema_time_constant: float = 0.1
   eval_prompts: int = 300
   log_every: int = 25
@@ -162,7 +163,7 @@ class DemoConfig:
     steps = lambda n: max(1, int(round(n * factor)))
     return dataclasses.replace(
         self, sft_steps=steps(self.sft_steps),
-        scorer_steps=steps(self.scorer_steps),
+        pm_steps=steps(self.pm_steps), rm_steps=steps(self.rm_steps),
         online_steps=steps(self.online_steps))
 
   @property
@@ -172,10 +173,10 @@ class DemoConfig:
 
 QUICK = DemoConfig(world_size=400, vocab_size=384, d_model=16, num_heads=1,
                    d_ff=32, layers=1, input_length=96, target_length=24,
-                   response_length=12, packed_length=144, sft_steps=4, scorer_steps=4,
-                   online_steps=3, sft_batch=8, scorer_batch=8,
-                   online_batch=8, eval_prompts=0, log_every=2,
-                   checkpoints_per_run=1)
+                   response_length=12, packed_length=144, sft_steps=4,
+                   pm_steps=4, rm_steps=4, online_steps=3, sft_batch=8,
+                   scorer_batch=8, online_batch=8, eval_prompts=0,
+                   log_every=2, checkpoints_per_run=1)
 
 
 class Demo:
@@ -318,10 +319,10 @@ class Demo:
         ("sft", "sft", self.supervised_argv(
             "sft", "sft.gin", c.sft_steps, c.sft_batch, c.sft_lr)),
         ("pm", "pm", self.supervised_argv(
-            "pm", "preference_model.gin", c.scorer_steps, c.scorer_batch,
+            "pm", "preference_model.gin", c.pm_steps, c.scorer_batch,
             c.scorer_lr, pm_extra)),
         ("rm", "rm", self.supervised_argv(
-            "rm", "reward_model.gin", c.scorer_steps, c.scorer_batch,
+            "rm", "reward_model.gin", c.rm_steps, c.scorer_batch,
             c.scorer_lr, rm_extra))]
 
   def stages(self) -> list[tuple[str, Callable[[], bool], Callable[[], Any]]]:
@@ -331,7 +332,7 @@ class Demo:
         os.path.join(self.world, ".complete")), self.make_world),
            ("vocab", lambda: os.path.exists(self.vocabulary),
             self.make_vocab)]
-    steps = {"sft": c.sft_steps, "pm": c.scorer_steps, "rm": c.scorer_steps}
+    steps = {"sft": c.sft_steps, "pm": c.pm_steps, "rm": c.rm_steps}
     for name, run, argv in self.supervised_stages():
       out.append((name, functools.partial(
           sweep.is_finished, self.run_dir(run), steps[name]),
@@ -422,8 +423,8 @@ def intro(demo: Demo) -> str:
       f"{c.num_heads} heads, d_ff {c.d_ff}, vocabulary {c.vocab_size}) for "
       f"the policy, the preference model (PM) and the reward model (RM). "
       f"World: {c.world_size} posts (seed {c.seed}). Steps: SFT "
-      f"{c.sft_steps} (batch {c.sft_batch}), PM and RM {c.scorer_steps} "
-      f"each (batch {c.scorer_batch}), online runs {c.online_steps} each "
+      f"{c.sft_steps} (batch {c.sft_batch}), PM {c.pm_steps}, RM {c.rm_steps} "
+      f"(batch {c.scorer_batch}), online runs {c.online_steps} each "
       f"(batch {c.online_batch}, Adafactor relative lr {c.online_lr}, "
       f"responses ≤ {c.response_length} tokens at temperature 1). "
       f"τ = 0.008 (Nash runs), 0.05 (RLHF); EMA1 decay "

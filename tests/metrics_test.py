@@ -33,3 +33,21 @@ def test_jsonl_writer_appends_and_reader_keeps_last_per_step(tmp_path):
   train = metrics.read_metrics(str(tmp_path), "train")
   assert [(r["step"], r["loss"]) for r in train] == [(5, 1.5), (10, 1.0)]
   assert metrics.read_metrics(str(tmp_path), "eval")[0]["accuracy"] == 0.5
+
+
+def test_tensorboard_summaries_read_back(tmp_path):
+  # clu's SummaryWriter (TensorFlow + tensorboard, both installed).
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+  writer = metrics.MetricWriter(str(tmp_path), tensorboard=True)
+  writer.write(3, "train", {"loss": 2.5})
+  writer.write(6, "train", {"loss": 1.25})
+  writer.write(6, "eval", {"accuracy": 0.75})
+  writer.close()
+  events = event_accumulator.EventAccumulator(str(tmp_path / "tensorboard"))
+  events.Reload()
+  got = {tag: [(e.step, float(tf.make_ndarray(e.tensor_proto)))
+               for e in events.Tensors(tag)]
+         for tag in events.Tags()["tensors"]}
+  assert got == {"train/loss": [(3, 2.5), (6, 1.25)],
+                 "eval/accuracy": [(6, 0.75)]}

@@ -9,10 +9,6 @@ import shlex
 import subprocess
 import sys
 
-import flax.linen as nn
-import jax
-import jax.numpy as jnp
-import numpy as np
 import pytest
 
 from nlhf_jax import checkpointing
@@ -98,22 +94,8 @@ def test_errors_are_reported(tmp_path, capsys):
     sweep.main(_args(tmp_path, "--bogus"))
 
 
-def _random_params(init_fn, seed):
-  rng = np.random.default_rng(seed)
-  abstract = nn.unbox(jax.eval_shape(init_fn))
-
-  def draw(path, leaf):
-    if getattr(path[-1], "key", "") == "scale":
-      return jnp.ones(leaf.shape, leaf.dtype)
-    fan_in = leaf.shape[0] if leaf.ndim > 1 else 1
-    return jnp.asarray(rng.normal(0, 1 / np.sqrt(fan_in), leaf.shape),
-                       leaf.dtype)
-
-  return jax.tree_util.tree_map_with_path(draw, abstract)
-
-
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
+def inputs(tmp_path_factory, random_params):
   """A 400-post world, its vocabulary, random SFT and PM checkpoints."""
   tmp = tmp_path_factory.mktemp("sweep")
   synthetic.generate(str(tmp / "world"), seed=2, size=400)
@@ -123,7 +105,7 @@ def inputs(tmp_path_factory):
                      ("pm", pm_lib.scorer_init_fn(t5.T5Scorer(config), 0))):
     ckpt = checkpointing.Checkpointer(str(tmp / name),
                                       checkpointing.CheckpointConfig())
-    ckpt.save(1, {"params": _random_params(init, len(name))}, {})
+    ckpt.save(1, {"params": random_params(init, len(name))}, {})
     ckpt.close()
   return tmp
 

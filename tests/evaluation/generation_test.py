@@ -13,7 +13,6 @@ import dataclasses
 import json
 import os
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -53,21 +52,6 @@ def world(tmp_path_factory):
   return data, vocab
 
 
-def _random_params(init_fn, seed):
-  """N(0, 1/fan_in) kernels, unit scales (no threefry init to compile)."""
-  rng = np.random.default_rng(seed)
-  abstract = nn.unbox(jax.eval_shape(init_fn))
-
-  def draw(path, leaf):
-    if getattr(path[-1], "key", "") == "scale":
-      return jnp.ones(leaf.shape, leaf.dtype)
-    fan_in = leaf.shape[0] if leaf.ndim > 1 else 1
-    return jnp.asarray(rng.normal(0, 1 / np.sqrt(fan_in), leaf.shape),
-                       leaf.dtype)
-
-  return jax.tree_util.tree_map_with_path(draw, abstract)
-
-
 def _save(workdir, params):
   ckpt = checkpointing.Checkpointer(str(workdir),
                                     checkpointing.CheckpointConfig())
@@ -76,13 +60,13 @@ def _save(workdir, params):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, random_params):
   """Workdirs of two policies (reference, other) and a preference model."""
   root = tmp_path_factory.mktemp("gen_runs")
   policy_init = sft.init_fn(t5.T5(CONFIG), 0)
-  params = {name: _random_params(policy_init, seed)
+  params = {name: random_params(policy_init, seed)
             for seed, name in enumerate(("reference", "other"))}
-  params["pm"] = _random_params(
+  params["pm"] = random_params(
       pm_lib.scorer_init_fn(t5.T5Scorer(CONFIG), 0), 7)
   for name, tree in params.items():
     _save(root / name, tree)
