@@ -1,6 +1,7 @@
 r"""End-to-end NLHF on the synthetic TL;DR world: `make demo`.
 
-  python -m nlhf_jax.demo --out demo_out [--quick] [--steps_scale 0.5]
+  python -m nlhf_jax.demo --out demo_out [--quick] [--steps_scale 0.5] [--seed 1]
+      [--methods MD1,SP] [--eval_prompts 300]
 
 Stages, in order (each prints its name, progress and duration):
 
@@ -499,6 +500,9 @@ def _flags(argv: Sequence[str]) -> argparse.Namespace:
                       help="tiny world, a few steps per stage (tests)")
   parser.add_argument("--steps_scale", type=float, default=1.0,
                       help="multiply every stage's step count")
+  parser.add_argument("--seed", type=int, default=None,
+                      help="seed of the world, initialisations and sampling "
+                      "(default 0)")
   parser.add_argument("--eval_prompts", type=int, default=None,
                       help="test prompts in the tournament (0: all)")
   parser.add_argument("--methods", default=None,
@@ -513,6 +517,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   try:
     config = (QUICK if flags.quick else DemoConfig()).scaled(
         flags.steps_scale)
+    if flags.seed is not None:
+      config = dataclasses.replace(config, seed=flags.seed)
     if flags.eval_prompts is not None:
       config = dataclasses.replace(config, eval_prompts=flags.eval_prompts)
     if flags.methods is not None:
