@@ -401,16 +401,11 @@ def _duration(seconds: float) -> str:
 
 def _last_eval(run_dir: str) -> dict[str, float]:
   """The last evaluation record of a run's metrics.jsonl ({} if none)."""
-  path = os.path.join(run_dir, "metrics.jsonl")
-  last = {}
-  if os.path.exists(path):
-    with open(path, encoding="utf-8") as f:
-      for line in f:
-        if line.strip():
-          obj = json.loads(line)
-          if obj.get("split") == "eval":
-            last = obj
-  return last
+  from nlhf_jax import metrics  # pylint: disable=g-import-not-at-top
+  if not os.path.exists(os.path.join(run_dir, metrics.METRICS_FILE)):
+    return {}
+  records = metrics.read_metrics(run_dir, "eval")
+  return records[-1] if records else {}
 
 
 def intro(demo: Demo) -> str:
