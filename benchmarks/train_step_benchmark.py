@@ -38,6 +38,7 @@ from typing import Any, Callable, Optional, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import optax
 
 from benchmarks import common
 from benchmarks import flops as flops_lib
@@ -57,7 +58,6 @@ TINY = t5.T5Config(vocab_size=256, d_model=32, num_heads=2, d_kv=16,
                    d_ff=64, num_encoder_layers=1, num_decoder_layers=1,
                    dropout_rate=0.0, dtype="float32")
 
-# (batch, encoder length, decoder length) per task and size.
 # (batch, input length, target length) per task and size. Preference:
 # comparisons, prompt length, length of each response.
 SHAPES = {
@@ -102,16 +102,30 @@ def _random_tokens(key: jax.Array, shape: tuple[int, ...],
   return jax.random.randint(key, shape, 2, vocab, jnp.int32)
 
 
-def _make_state(init_fn: Callable[[], Any]) -> train_state.TrainState:
-  """Adafactor (project default) state from a jitted initialiser."""
-  tx = optimizers.make_optimizer(optimizers.OptimizerConfig(), 1000)
+OPTIMIZERS = ("adafactor", "optax_adafactor")
+
+
+def _make_state(init_fn: Callable[[], Any],
+                optimizer: str = "adafactor") -> train_state.TrainState:
+  """Optimizer state from a jitted initialiser.
+
+  'adafactor' is the project default (`optimizers.make_optimizer`);
+  'optax_adafactor' is `optax.adafactor` with the same settings, the
+  baseline `nlhf_jax/adafactor.py` was measured against.
+  """
+  if optimizer == "optax_adafactor":
+    config = optimizers.OptimizerConfig()
+    tx = optax.adafactor(config.learning_rate,
+                         decay_rate=config.adafactor_decay_rate)
+  else:
+    tx = optimizers.make_optimizer(optimizers.OptimizerConfig(), 1000)
   # One jitted program: eager initialisation compiles every op separately.
   return jax.jit(
       lambda: train_state.TrainState.create(nn.unbox(init_fn()), tx))()
 
 
 def build_sft(config: t5.T5Config, batch: int, enc_len: int,
-              dec_len: int) -> Bench:
+              dec_len: int, optimizer: str = "adafactor") -> Bench:
   """`sft.make_train_step` on a random batch in the SFT layout."""
   model = t5.T5(config)
   k_in, k_out = jax.random.split(jax.random.PRNGKey(0))
@@ -122,7 +136,8 @@ def build_sft(config: t5.T5Config, batch: int, enc_len: int,
           "decoder_target_tokens": targets,
           "decoder_loss_weights": jnp.ones((batch, dec_len), jnp.float32)}
   return Bench(step=sft.make_train_step(model),
-               state=_make_state(sft.init_fn(model, 0)), data=data,
+               state=_make_state(sft.init_fn(model, 0), optimizer),
+               data=data,
                model_flops=flops_lib.lm_train_flops(config, batch, enc_len,
                                                     dec_len),
                num_params=model_info.count_params(config),
@@ -137,7 +152,7 @@ def pair_layout(prompt_len: int, response_len: int) -> pm_lib.PairLayout:
 
 
 def build_preference(config: t5.T5Config, batch: int, prompt_len: int,
-                     response_len: int) -> Bench:
+                     response_len: int, optimizer: str = "adafactor") -> Bench:
   """`preference_model.make_train_step`: both orders of each pair."""
   model = t5.T5Scorer(config)
   layout = pair_layout(prompt_len, response_len)
@@ -153,7 +168,7 @@ def build_preference(config: t5.T5Config, batch: int, prompt_len: int,
   # Both presentation orders: 2 * batch sequences of layout.length tokens.
   sequences = 2 * batch
   return Bench(step=pm_lib.make_train_step(model, layout),
-               state=_make_state(pm_lib.scorer_init_fn(model, 0)),
+               state=_make_state(pm_lib.scorer_init_fn(model, 0), optimizer),
                data=data,
                model_flops=flops_lib.scorer_train_flops(config, sequences,
                                                         layout.length),
@@ -174,6 +189,10 @@ def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                       help="target (SFT) / each response (preference) tokens")
   parser.add_argument("--dtype", default="float32",
                       help="activation dtype (parameters stay float32)")
+  parser.add_argument("--optimizer", choices=OPTIMIZERS,
+                      default="adafactor",
+                      help="the project's Adafactor or optax.adafactor "
+                      "(same settings; the baseline of the optimizer work)")
   parser.add_argument("--skip_peak", action="store_true",
                       help="do not measure the matmul peak (MFU -> null)")
   args = parser.parse_args(argv)
@@ -203,14 +222,15 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
   input_len = args.input_len or input_len
   target_len = args.target_len or target_len
   if args.task == "sft":
-    bench = build_sft(config, batch, input_len, target_len)
+    bench = build_sft(config, batch, input_len, target_len, args.optimizer)
   else:
-    bench = build_preference(config, batch, input_len, target_len)
+    bench = build_preference(config, batch, input_len, target_len,
+                             args.optimizer)
   run_config = {
       "task": args.task, "size": args.size,
       "model": dataclasses.asdict(config), "batch": batch,
       "input_len": input_len, "target_len": target_len,
-      "optimizer": "adafactor", "num_params": bench.num_params,
+      "optimizer": args.optimizer, "num_params": bench.num_params,
       "warmup": args.warmup, "repeats": args.repeats, "smoke": args.smoke,
       "train_step": f"nlhf_jax.algorithms."
                     f"{'sft' if args.task == 'sft' else 'preference_model'}"

@@ -16,21 +16,26 @@ X=(--gin_file=gin_configs/models/xl.gin --gin_file=gin_configs/models/xxl.gin
    --gin.POLICY_MODEL=@t5_xl/t5.T5Config\(\) --gin.PREFERENCE_MODEL=@t5_xxl/t5.T5Config\(\)
    --gin.t5_xl/t5.T5Config.scan_layers=True --gin.t5_xxl/t5.T5Config.scan_layers=True)
 FULL_L=(--gin.t5_large/t5.T5Config.remat_policy=\"full\" --gin.t5_xl/t5.T5Config.remat_policy=\"full\")
+DOTS_L=(--gin.t5_large/t5.T5Config.remat_policy=\"dots\" --gin.t5_xl/t5.T5Config.remat_policy=\"dots\")
 FULL_X=(--gin.t5_xl/t5.T5Config.remat_policy=\"full\" --gin.t5_xxl/t5.T5Config.remat_policy=\"full\")
 V5E16=(--gin_file=gin_configs/mesh/v5e_16.gin --topology=v5e-16)
 row() {
   case $1 in
-    # Policy L / preference model XL (the paper's pair) on v5e-16: no remat, then full remat.
+    # Policy L / preference model XL (the paper's pair) on v5e-16: no remat, then
+    # remat. The PM step uses "dots" (save matmul outputs): "full" crashes the
+    # compiler of libtpu 0.0.42.1 (stack overflow) for this program.
     1) aot "${L[@]}" "${V5E16[@]}" ;;
-    2) aot "${L[@]}" "${FULL_L[@]}" "${V5E16[@]}" --programs=preference_model ;;
+    2) aot "${L[@]}" "${DOTS_L[@]}" "${V5E16[@]}" --programs=preference_model ;;
     3) aot "${L[@]}" "${FULL_L[@]}" "${V5E16[@]}" --programs=sft,nash_md ;;
     # The fsdp axis: the same slice with parameters replicated over the batch axis.
-    4) aot "${L[@]}" "${FULL_L[@]}" "${V5E16[@]}" --gin.partitioning.MeshConfig.data=4 \
+    4) aot "${L[@]}" "${DOTS_L[@]}" "${V5E16[@]}" --gin.partitioning.MeshConfig.data=4 \
          --gin.partitioning.MeshConfig.fsdp=1 --programs=preference_model ;;
     5) aot "${L[@]}" "${FULL_L[@]}" --gin_file=gin_configs/mesh/v4_32.gin --topology=v4-32 --programs=nash_md ;;
     # Policy XL / preference model XXL.
     6) aot "${X[@]}" "${FULL_X[@]}" --gin_file=gin_configs/mesh/v5e_64.gin --topology=v5e-64 --programs=nash_md ;;
-    7) aot "${X[@]}" "${FULL_X[@]}" --gin_file=gin_configs/mesh/v5e_256.gin --topology=v5e-256 --programs=nash_md ;;
+    # v5e-256 splits the batch 128 ways (data 16 x fsdp 8): the global batch grows to 128.
+    7) aot "${X[@]}" "${FULL_X[@]}" --gin_file=gin_configs/mesh/v5e_256.gin --topology=v5e-256 --programs=nash_md \
+         --batch_size=128 ;;
     *) echo "unknown row $1 (1-7)" >&2; return 2 ;;
   esac
 }

@@ -36,9 +36,9 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import flax.linen as nn  # pylint: disable=g-import-not-at-top
 import jax
 import jax.numpy as jnp
-import optax
 
 from nlhf_jax import aot_memory
+from nlhf_jax import optimizers
 from nlhf_jax import partitioning
 from nlhf_jax import train_state as ts
 from nlhf_jax.algorithms import nash_md
@@ -165,7 +165,14 @@ def compile_programs(topology: str, policy_cfg: t5.T5Config,
                       f"{PROGRAMS}.")
   devices = aot_memory.topology_devices(topology)
   mesh = partitioning.make_mesh(mesh_cfg, devices)
-  tx = optax.adafactor(1e-3)
+  batch_shards = mesh.shape["data"] * mesh.shape["fsdp"]
+  if shapes.batch_size % batch_shards:
+    raise ConfigError(
+        f"--batch_size={shapes.batch_size} does not split over the batch "
+        f"axes of the {topology} mesh (data x fsdp = {batch_shards}); use a "
+        f"multiple of {batch_shards}.")
+  # The trainer's optimizer (Adafactor with the project defaults).
+  tx = optimizers.make_optimizer(optimizers.OptimizerConfig(), 1)
   builders = {
       "sft": lambda: compile_sft(policy_cfg, mesh, shapes, tx),
       "preference_model": lambda: compile_preference_model(
@@ -194,14 +201,15 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
   """README table from the JSON lines written with --json."""
   gib = lambda b: f"{b / aot_memory.GIB:.2f}"
   lines = ["| policy / PM d_model | program | topology | mesh (data, fsdp, "
-           "model) | remat | args GiB | temps GiB | total GiB/device | "
-           "HBM GiB | fits |", "|---|---|---|---|---|---|---|---|---|---|"]
+           "model) | batch | remat | args GiB | temps GiB | total GiB/device "
+           "| HBM GiB | fits |", "|" + "---|" * 11]
   for r in rows:
     mesh = r["mesh"]
     lines.append(
         f"| {r['policy_d_model']} / {r['pm_d_model']} | {r['program']} | "
         f"{r['topology']} | {mesh['data']}, {mesh['fsdp']}, {mesh['model']} "
-        f"| {r['remat']} | {gib(r['argument_bytes'])} | "
+        f"| {r.get('batch_size', '?')} | {r['remat']} | "
+        f"{gib(r['argument_bytes'])} | "
         f"{gib(r['temp_bytes'])} | {gib(r['total_bytes'])} | "
         f"{gib(r['hbm_bytes']) if r['hbm_bytes'] else '?'} | "
         f"{'yes' if r['fits'] else 'no'} |")
@@ -256,6 +264,9 @@ def main(argv: Optional[Sequence[str]] = None) -> list[dict[str, Any]]:
     def record(report):
       row = dict(report.as_dict(), policy_d_model=policy_cfg.d_model,
                  pm_d_model=pm_cfg.d_model, remat=policy_cfg.remat_policy,
+                 batch_size=flags.batch_size,
+                 input_length=flags.input_length,
+                 target_length=flags.target_length,
                  mesh=dict(zip(partitioning.MESH_AXES,
                                mesh_cfg.resolve(report.num_devices))))
       rows.append(row)

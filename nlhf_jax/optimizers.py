@@ -11,6 +11,8 @@ import dataclasses
 
 import optax
 
+from nlhf_jax import adafactor
+
 OPTIMIZERS = ("adafactor", "adamw")
 SCHEDULES = ("constant", "linear", "cosine")
 
@@ -91,7 +93,7 @@ def make_optimizer(config: OptimizerConfig,
   """
   schedule = learning_rate_schedule(config, total_steps)
   if config.name == "adafactor":
-    tx = optax.adafactor(
+    tx = adafactor.adafactor(
         learning_rate=schedule, decay_rate=config.adafactor_decay_rate,
         multiply_by_parameter_scale=(
             config.adafactor_multiply_by_parameter_scale),

@@ -23,6 +23,7 @@ def test_tiny_config_compiles_for_a_small_topology(tmp_path, capsys):
     assert row["mesh"] == {"data": 4, "fsdp": 1, "model": 1}
     assert row["hbm_bytes"] == 16 * aot_memory.GIB
     assert row["fits"] is True
+    assert row["batch_size"] == 4 and row["input_length"] == 16
     assert 0 < row["total_bytes"] < 64 * 1024 ** 2
     # The step's arguments include at least the parameters (f32).
     assert row["argument_bytes"] > 4 * 200_000
@@ -37,3 +38,13 @@ def test_unknown_topology_is_a_config_error(capsys):
               "--topology=v99:1x1", "--programs=sft"])
   assert exc.value.code == 2
   assert "v99:1x1" in capsys.readouterr().err
+
+
+def test_batch_that_does_not_split_over_the_mesh_is_a_config_error(capsys):
+  with pytest.raises(SystemExit) as exc:
+    aot.main(["--gin_file=gin_configs/models/tiny.gin",
+              "--gin_file=gin_configs/mesh/data_parallel.gin",
+              "--topology=v5e:2x2", "--programs=sft", "--batch_size=6"])
+  assert exc.value.code == 2
+  err = capsys.readouterr().err
+  assert "--batch_size=6" in err and "multiple of 4" in err

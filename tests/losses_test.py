@@ -44,6 +44,45 @@ def test_token_cross_entropy_is_negative_masked_logprob():
   np.testing.assert_allclose(got, [[np.log1p(np.exp(-2.0)), 0.0]], rtol=1e-6)
 
 
+def test_token_logprobs_gradient_is_onehot_minus_softmax():
+  """The hand-written VJP against the closed form g (onehot - softmax)."""
+  rng = np.random.default_rng(3)
+  logits = rng.normal(size=(2, 3, 7)).astype(np.float32) * 3
+  tokens = rng.integers(0, 7, size=(2, 3))
+  g = rng.normal(size=(2, 3)).astype(np.float32)
+  value, vjp = jax.vjp(lambda x: losses.token_logprobs(x, tokens), logits)
+  logp = _log_softmax(logits)
+  np.testing.assert_allclose(
+      value, np.take_along_axis(logp, tokens[..., None], -1)[..., 0],
+      rtol=1e-5)
+  (grad,) = vjp(jnp.asarray(g))
+  want = (np.eye(7)[tokens] - np.exp(logp)) * g[..., None]
+  np.testing.assert_allclose(grad, want, rtol=1e-5, atol=1e-6)
+  # bf16 logits get a bf16 cotangent; second call under jit and grad.
+  grad_bf16 = jax.jit(jax.grad(
+      lambda x: losses.token_logprobs(x, tokens).sum()))(
+          jnp.asarray(logits, jnp.bfloat16))
+  assert grad_bf16.dtype == jnp.bfloat16
+  np.testing.assert_allclose(np.asarray(grad_bf16, np.float32),
+                             np.eye(7)[tokens] - np.exp(logp), atol=2e-2)
+
+
+def test_token_is_top1_matches_argmax_without_ties():
+  rng = np.random.default_rng(4)
+  logits = rng.normal(size=(3, 5, 11)).astype(np.float32)
+  targets = rng.integers(0, 11, size=(3, 5))
+  targets[0, :] = logits[0].argmax(-1)  # some hits for sure
+  got = losses.token_is_top1(logits, targets)
+  np.testing.assert_array_equal(got, logits.argmax(-1) == targets)
+  assert got.dtype == jnp.float32 and 5 <= float(got.sum()) < 15
+
+
+def test_token_logprobs_of_out_of_range_token_is_nan():
+  """An id outside the vocabulary poisons the loss instead of reading 0."""
+  got = losses.token_logprobs(jnp.zeros((1, 1, 4)), jnp.array([[9]]))
+  assert np.isnan(np.asarray(got)).all()
+
+
 @pytest.mark.parametrize("z,label", [(0.0, 1.0), (3.0, 1.0), (3.0, 0.0),
                                      (-2.0, 0.25), (40.0, 0.0), (-40.0, 1.0)])
 def test_preference_bce_closed_form(z, label):

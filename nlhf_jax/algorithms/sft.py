@@ -39,7 +39,7 @@ def _token_stats(model: t5.T5, params: Any, batch: Batch, *,
   targets = batch["decoder_target_tokens"]
   weights = jnp.asarray(batch["decoder_loss_weights"], jnp.float32)
   ce_bt = losses.token_cross_entropy(logits, targets, weights)
-  correct_bt = (jnp.argmax(logits, -1) == targets) * weights
+  correct_bt = losses.token_is_top1(logits, targets) * weights
   return {"ce": ce_bt.sum(-1), "tokens": weights.sum(-1),
           "correct": correct_bt.sum(-1)}
 

@@ -231,3 +231,54 @@ class GatedGeluMlp(nn.Module):
     if enable_dropout and self.dropout_rate > 0.0:
       h = nn.Dropout(self.dropout_rate, deterministic=False)(h)
     return dense("wo", d_model, ("mlp", "embed"), self.d_ff)(h)
+
+
+@jax.custom_vjp
+def vocab_projection(h_bte: Array, kernel_ev: Array) -> Array:
+  """Logits h @ W: [b, t, e] x [e, v] -> [b, t, v].
+
+  The backward is written out so that the weight gradient is a plain
+  matrix product: differentiating the einsum leaves XLA:CPU to transpose
+  the [b·t, v] cotangent and call a slow transposed dot (69 ms against
+  52 ms for [256, 512] x [256, 32128] on the 2-core development machine).
+  Materialising hᵀ ([e, b·t], small) behind an optimisation barrier keeps
+  the big operand in place. Values and gradients are those of the einsum.
+  """
+  return jnp.einsum("bte,ev->btv", h_bte, kernel_ev)
+
+
+def _vocab_projection_fwd(h_bte, kernel_ev):
+  return vocab_projection(h_bte, kernel_ev), (h_bte, kernel_ev)
+
+
+def _vocab_projection_bwd(residuals, g_btv):
+  h_bte, kernel_ev = residuals
+  b, t, e = h_bte.shape
+  g_nv = g_btv.reshape(b * t, -1)
+  d_h = jnp.einsum("btv,ev->bte", g_btv, kernel_ev)
+  h_en = jax.lax.optimization_barrier(h_bte.reshape(b * t, e).T)
+  return d_h, (h_en @ g_nv).astype(kernel_ev.dtype)
+
+
+vocab_projection.defvjp(_vocab_projection_fwd, _vocab_projection_bwd)
+
+
+class VocabHead(nn.Module):
+  """Untied LM head: float32 logits [b, t, v] from hidden states [b, t, e].
+
+  Its parameter is `kernel` [e, v] with logical axes ('embed', 'vocab'), the
+  same name and shape as the `nn.Dense` it replaces, so checkpoints and
+  conversions are unchanged.
+  """
+
+  vocab_size: int
+  param_dtype: DType = jnp.float32
+
+  @nn.compact
+  def __call__(self, h_bte: Array) -> Array:
+    kernel = self.param(
+        "kernel", _init(normal_init(h_bte.shape[-1] ** -0.5),
+                        ("embed", "vocab")),
+        (h_bte.shape[-1], self.vocab_size), self.param_dtype)
+    return vocab_projection(h_bte.astype(jnp.float32),
+                            jnp.asarray(kernel, jnp.float32))

@@ -305,11 +305,8 @@ class T5(_Backbone):
   def setup(self):
     super().setup()
     cfg = self.config
-    self.logits_dense = nn.Dense(
-        cfg.vocab_size, use_bias=False, dtype=jnp.float32,
-        param_dtype=cfg.jnp_param_dtype,
-        kernel_init=nn.with_logical_partitioning(
-            layers.normal_init(cfg.d_model ** -0.5), ("embed", "vocab")))
+    self.logits_dense = layers.VocabHead(cfg.vocab_size,
+                                         param_dtype=cfg.jnp_param_dtype)
 
   def encode(self, encoder_input_tokens: Array, *,
              enable_dropout: bool = False) -> Array:
@@ -334,7 +331,7 @@ class T5(_Backbone):
       raise ValueError("max_decode_length is required when decode=True.")
     h = self.decoder(encoded, encoder_input_tokens, decoder_input_tokens,
                      enable_dropout, decode, max_decode_length)
-    logits = self.logits_dense(h.astype(jnp.float32))
+    logits = self.logits_dense(h)
     return layers.constrain(logits, layers.ACT_BTV)
 
   def __call__(self, encoder_input_tokens: Array, decoder_input_tokens: Array,

@@ -102,8 +102,11 @@ def test_preference_model_learns_the_synthetic_world(world, small_model,
   data_dir, vocab = world
   data = jsonl_data.PreferenceJsonlSource(
       data_dir, vocab, input_length=128, target_length=40, with_p_star=True)
+  # 300 steps: after 150 the accuracy still moved between 0.57 and 0.65
+  # with the last bits of the optimizer's rounding (a 1e-6 change of the
+  # learning rate); at 300 it is 0.655-0.66 under the same perturbations.
   config = trainer.TrainConfig(
-      steps=150, batch_size=16, log_every=50, tensorboard=False,
+      steps=300, batch_size=16, log_every=50, tensorboard=False,
       eval_batch_size=200,
       optimizer=optimizers.OptimizerConfig(learning_rate=1e-2),
       checkpoint=checkpointing.CheckpointConfig(every_steps=0))
