@@ -277,6 +277,21 @@ def test_choose_tokens_truncated_to_one_is_argmax(top_k, top_p):
   np.testing.assert_array_equal(log_probs, 0.0)
 
 
+def test_first_argmax_is_argmax_with_ties_and_draws_match_categorical():
+  rng = np.random.default_rng(5)
+  x = jnp.asarray(rng.integers(0, 4, size=(64, 9)), jnp.float32)  # ties
+  np.testing.assert_array_equal(sampling.first_argmax(x), jnp.argmax(x, -1))
+  # The sampled draw is jax.random.categorical's, token for token.
+  logits = jnp.asarray(rng.normal(size=(128, VOCAB)), jnp.float32)
+  config = sampling.SamplingConfig(max_decode_length=1, temperature=1.0)
+  key = jax.random.PRNGKey(6)
+  tokens, _ = jax.jit(sampling.choose_tokens, static_argnums=2)(
+      key, logits, config)
+  np.testing.assert_array_equal(tokens,
+                                jax.random.categorical(key, logits, -1))
+  assert tokens.dtype == jnp.int32
+
+
 def _chisquare_p(counts, probs):
   """Chi-square p-value, bins with expected count < 5 merged into one."""
   expected = probs * counts.sum()
