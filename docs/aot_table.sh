@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Produces the README's ahead-of-time memory table (CPU machine + libtpu).
 # Each row compiles one configuration (6-15 min each on a 2-core machine) and
-# appends its reports to $OUT; ROWS="2 5" runs only those rows (default: all).
+# appends its reports to $OUT; ROWS="2 5" runs only those rows (default: all 11).
 #   OUT=docs/aot_table.jsonl ROWS="1 2" bash docs/aot_table.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-docs/aot_table.jsonl}
 PY=${PY:-.venv/bin/python}
-ROWS=${ROWS:-1 2 3 4 5 6 7}
+ROWS=${ROWS:-1 2 3 4 5 6 7 8 9 10 11}
 aot() { "$PY" -m nlhf_jax.aot --json="$OUT" "$@"; }
 L=(--gin_file=gin_configs/models/large.gin --gin_file=gin_configs/models/xl.gin
    --gin.POLICY_MODEL=@t5_large/t5.T5Config\(\) --gin.PREFERENCE_MODEL=@t5_xl/t5.T5Config\(\)
@@ -36,7 +36,13 @@ row() {
     # v5e-256 splits the batch 128 ways (data 16 x fsdp 8): the global batch grows to 128.
     7) aot "${X[@]}" "${FULL_X[@]}" --gin_file=gin_configs/mesh/v5e_256.gin --topology=v5e-256 --programs=nash_md \
          --batch_size=128 ;;
-    *) echo "unknown row $1 (1-7)" >&2; return 2 ;;
+    # The rest of the grid: L/XL on the larger slices, XL/XXL on the smaller ones.
+    8) aot "${L[@]}" "${FULL_L[@]}" --gin_file=gin_configs/mesh/v5e_64.gin --topology=v5e-64 --programs=nash_md ;;
+    9) aot "${L[@]}" "${FULL_L[@]}" --gin_file=gin_configs/mesh/v5e_256.gin --topology=v5e-256 --programs=nash_md \
+         --batch_size=128 ;;
+    10) aot "${X[@]}" "${FULL_X[@]}" "${V5E16[@]}" --programs=nash_md ;;
+    11) aot "${X[@]}" "${FULL_X[@]}" --gin_file=gin_configs/mesh/v4_32.gin --topology=v4-32 --programs=nash_md ;;
+    *) echo "unknown row $1 (1-11)" >&2; return 2 ;;
   esac
 }
 for r in $ROWS; do

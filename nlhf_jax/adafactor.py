@@ -27,15 +27,12 @@ parameter with gradient g, step t (from 0) and decay β_t = 1 - (t+1)^-0.8:
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-
-PyTree = Any
-
 
 class _Slot(NamedTuple):
   """One parameter's scaled update and new second moments."""

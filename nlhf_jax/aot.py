@@ -264,6 +264,7 @@ def main(argv: Optional[Sequence[str]] = None) -> list[dict[str, Any]]:
     def record(report):
       row = dict(report.as_dict(), policy_d_model=policy_cfg.d_model,
                  pm_d_model=pm_cfg.d_model, remat=policy_cfg.remat_policy,
+                 optimizer="nlhf_jax.adafactor",
                  batch_size=flags.batch_size,
                  input_length=flags.input_length,
                  target_length=flags.target_length,

@@ -3,6 +3,8 @@
 Adafactor follows the T5X/NLHF setting (factored second moments, decay rate
 0.8, update clipping 1.0, updates scaled by the parameter RMS); the Online
 IPO re-run of Nash-MD-PG used "AdaFactor with decay 0.8" and lr 3e-5 to 1e-4.
+It is `nlhf_jax.adafactor.adafactor`: `optax.adafactor`'s arithmetic and state
+in fewer passes over the parameters.
 """
 
 from __future__ import annotations
