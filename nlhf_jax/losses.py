@@ -64,7 +64,8 @@ def _picked_log_softmax_fwd(logits_btv, tokens_bt):
 
 def _picked_log_softmax_bwd(residuals, g_bt):
   logits_btv, lse_bt, tokens_bt = residuals
-  vocab = jax.lax.broadcasted_iota(jnp.int32, logits_btv.shape, 2)
+  vocab = jax.lax.broadcasted_iota(jnp.int32, logits_btv.shape,
+                                   logits_btv.ndim - 1)
   onehot_btv = (vocab == tokens_bt[..., None]).astype(logits_btv.dtype)
   softmax_btv = jnp.exp(logits_btv - lse_bt[..., None])
   return (onehot_btv - softmax_btv) * g_bt[..., None], None
@@ -94,9 +95,9 @@ def token_is_top1(logits_btv: ArrayLike, targets_bt: ArrayLike) -> Array:
   """1.0 where the target has the largest logit (token accuracy), else 0.
 
   Compares the target's logit with the maximum instead of taking the
-  argmax: the same on untied logits, a tie counts as a hit, and a max
-  reduction costs a fraction of XLA:CPU's (value, index) argmax reduction
-  over the vocabulary.
+  argmax: the same result unless two logits tie (a tie counts as a hit),
+  and a max reduction costs a fraction of XLA:CPU's (value, index) argmax
+  reduction over the vocabulary.
 
   Args:
     logits_btv: logits [b, t, v].
