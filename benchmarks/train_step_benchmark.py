@@ -24,9 +24,9 @@ float32, dropout 0:
     32 tokens, packed as [x; M1 y; M2 y'; EOS] (135 tokens) in both orders,
     i.e. 8 sequences through the scorer.
 On the 2-core CPU an SFT step takes about 1-1.2 s and a preference-model
-step about 1.4 s when the machine is otherwise idle. `--size tiny` is for smoke tests. Batches are random tokens without
-padding, created once and kept on the device: input pipelines are not
-timed.
+step about 1.4 s when the machine is otherwise idle. `--size tiny` is for
+smoke tests. Batches are random tokens without padding, created once and
+kept on the device: input pipelines are not timed.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
 from typing import Any, Callable, Optional, Sequence
@@ -165,12 +166,12 @@ def compile_programs(topology: str, policy_cfg: t5.T5Config,
                       f"{PROGRAMS}.")
   devices = aot_memory.topology_devices(topology)
   mesh = partitioning.make_mesh(mesh_cfg, devices)
-  batch_shards = mesh.shape["data"] * mesh.shape["fsdp"]
+  batch_shards = math.prod(mesh.shape[a] for a in partitioning.BATCH_AXES)
   if shapes.batch_size % batch_shards:
     raise ConfigError(
         f"--batch_size={shapes.batch_size} does not split over the batch "
-        f"axes of the {topology} mesh (data x fsdp = {batch_shards}); use a "
-        f"multiple of {batch_shards}.")
+        f"axes {partitioning.BATCH_AXES} of the {topology} mesh "
+        f"({batch_shards} shards); use a multiple of {batch_shards}.")
   # The trainer's optimizer (Adafactor with the project defaults).
   tx = optimizers.make_optimizer(optimizers.OptimizerConfig(), 1)
   builders = {

@@ -8,7 +8,7 @@ gin file swaps one for the other:
 
   sft.train_job.data = @seqio_source.SeqioSftSource()
 
-(`gin_configs/data/tldr_seqio_*.gin` do this for each run family.)
+(`gin_configs/data/tldr_seqio.gin` does this for every run family.)
 
 * Training: `seqio.get_dataset(task, lengths, "train", shuffle=True,
   seed=seed, num_epochs=None, shard_info=ShardInfo(process, processes))`
