@@ -47,7 +47,7 @@ from nlhf_jax import train_state
 from nlhf_jax.algorithms import nash_md
 from nlhf_jax.algorithms import online
 from nlhf_jax.algorithms import preference_model as pm_lib
-from nlhf_jax.algorithms import sft
+from nlhf_jax.models import init as model_init
 from nlhf_jax.models import t5
 
 MATCHED = t5.T5Config(vocab_size=32128, d_model=160, num_heads=4, d_kv=40,
@@ -110,8 +110,8 @@ def build(config: t5.T5Config, settings: Settings, seed: int = 0) -> Pieces:
       config.vocab_size, jnp.int32)
   tx = optimizers.make_optimizer(optimizers.OptimizerConfig(
       name="adamw", learning_rate=settings.learning_rate), 1000)
-  policy_init = sft.init_fn(policy, seed)
-  scorer_init = pm_lib.scorer_init_fn(scorer, seed + 2)
+  policy_init = model_init.init_fn(policy, seed)
+  scorer_init = model_init.scorer_init_fn(scorer, seed + 2)
 
   def init():
     params = nn.unbox(policy_init())

@@ -49,6 +49,7 @@ from nlhf_jax import train_state
 from nlhf_jax.algorithms import packing
 from nlhf_jax.algorithms import preference_model as pm_lib
 from nlhf_jax.algorithms import sft
+from nlhf_jax.models import init as model_init
 from nlhf_jax.models import t5
 
 SMALL = t5.T5Config(vocab_size=32128, d_model=512, num_heads=6, d_kv=64,
@@ -136,7 +137,7 @@ def build_sft(config: t5.T5Config, batch: int, enc_len: int,
           "decoder_target_tokens": targets,
           "decoder_loss_weights": jnp.ones((batch, dec_len), jnp.float32)}
   return Bench(step=sft.make_train_step(model),
-               state=_make_state(sft.init_fn(model, 0), optimizer),
+               state=_make_state(model_init.init_fn(model, 0), optimizer),
                data=data,
                model_flops=flops_lib.lm_train_flops(config, batch, enc_len,
                                                     dec_len),
@@ -168,7 +169,7 @@ def build_preference(config: t5.T5Config, batch: int, prompt_len: int,
   # Both presentation orders: 2 * batch sequences of layout.length tokens.
   sequences = 2 * batch
   return Bench(step=pm_lib.make_train_step(model, layout),
-               state=_make_state(pm_lib.scorer_init_fn(model, 0), optimizer),
+               state=_make_state(model_init.scorer_init_fn(model, 0), optimizer),
                data=data,
                model_flops=flops_lib.scorer_train_flops(config, sequences,
                                                         layout.length),

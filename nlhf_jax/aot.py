@@ -47,6 +47,7 @@ from nlhf_jax.algorithms import online
 from nlhf_jax.algorithms import preference_model as pm_lib
 from nlhf_jax.algorithms import sft
 from nlhf_jax.errors import ConfigError
+from nlhf_jax.models import init as model_init
 from nlhf_jax.models import t5
 
 PROGRAMS = ("sft", "preference_model", "nash_md")
@@ -98,7 +99,7 @@ def _compile(step, args, in_shardings, out_shardings, mesh):
 
 def compile_sft(policy_cfg: t5.T5Config, mesh, shapes: Shapes, tx):
   net = t5.T5(policy_cfg)
-  state, sh = _abstract_state(sft.init_fn(net, 0), mesh, tx)
+  state, sh = _abstract_state(model_init.init_fn(net, 0), mesh, tx)
   b, lx, ly = shapes.batch_size, shapes.input_length, shapes.target_length
   batch = {"encoder_input_tokens": _tokens(mesh, b, lx),
            "decoder_input_tokens": _tokens(mesh, b, ly),
@@ -115,7 +116,7 @@ def _pair_layout(shapes: Shapes) -> pm_lib.PairLayout:
 
 def compile_preference_model(pm_cfg: t5.T5Config, mesh, shapes: Shapes, tx):
   net = t5.T5Scorer(pm_cfg)
-  init = pm_lib.scorer_init_fn(net, 0)
+  init = model_init.scorer_init_fn(net, 0)
   state, sh = _abstract_state(init, mesh, tx)
   b, lx, ly = shapes.batch_size, shapes.input_length, shapes.target_length
   batch = {"encoder_input_tokens": _tokens(mesh, b, lx),
@@ -132,9 +133,9 @@ def compile_preference_model(pm_cfg: t5.T5Config, mesh, shapes: Shapes, tx):
 def compile_nash_md(policy_cfg: t5.T5Config, pm_cfg: t5.T5Config, mesh,
                     shapes: Shapes, tx):
   policy, scorer = t5.T5(policy_cfg), t5.T5Scorer(pm_cfg)
-  state, sh = _abstract_state(sft.init_fn(policy, 0), mesh, tx)
-  ref, ref_sh = _abstract_params(sft.init_fn(policy, 0), mesh)
-  pm, pm_sh = _abstract_params(pm_lib.scorer_init_fn(scorer, 0), mesh)
+  state, sh = _abstract_state(model_init.init_fn(policy, 0), mesh, tx)
+  ref, ref_sh = _abstract_params(model_init.init_fn(policy, 0), mesh)
+  pm, pm_sh = _abstract_params(model_init.scorer_init_fn(scorer, 0), mesh)
   batch = {"encoder_input_tokens": _tokens(mesh, shapes.batch_size,
                                            shapes.input_length)}
   batch_sh = jax.tree.map(lambda x: x.sharding, batch)

@@ -15,7 +15,8 @@ ever holds a full replica of a large model.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+import dataclasses
+from typing import Any, Callable, Mapping, Optional
 
 from flax import struct
 import flax.linen as nn
@@ -23,6 +24,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh
 from jax.sharding import NamedSharding
+import numpy as np
 import optax
 
 from nlhf_jax import partitioning
@@ -62,6 +64,29 @@ class TrainState(struct.PyTreeNode):
     params = optax.apply_updates(self.params, updates)
     return self.replace(step=self.step + 1, params=params,
                         opt_state=opt_state)
+
+
+# The contract between an algorithm and the trainer: an algorithm's
+# `make_train_step` returns a StepFn, `step(state, batch, rng[, frozen]) ->
+# (state, metrics)`; online steps take the frozen parameters as a fourth
+# argument. Its metrics must include 'loss'.
+StepFn = Callable[..., tuple[TrainState, dict[str, jax.Array]]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluator:
+  """Evaluation of an algorithm (returned by its `make_evaluator`).
+
+  Attributes:
+    step: (state, batch) -> {name: per-example array [b]}; jitted by the
+      trainer. Rows with `batch['valid'] == False` (padding) are dropped.
+    summarize: per-example arrays of the whole evaluation (NumPy) -> scalar
+      metrics.
+  """
+
+  step: Callable[[TrainState, Mapping[str, jax.Array]],
+                 dict[str, jax.Array]]
+  summarize: Callable[[Mapping[str, np.ndarray]], dict[str, float]]
 
 
 class FrozenParams(struct.PyTreeNode):

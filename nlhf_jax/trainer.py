@@ -45,8 +45,8 @@ from nlhf_jax import partitioning
 from nlhf_jax import train_state as train_state_lib
 
 TrainState = train_state_lib.TrainState
-StepFn = Callable[[TrainState, Mapping[str, jax.Array], jax.Array],
-                  tuple[TrainState, dict[str, jax.Array]]]
+StepFn = train_state_lib.StepFn
+Evaluator = train_state_lib.Evaluator
 NAN_POLICIES = ("stop", "skip")
 
 
@@ -99,22 +99,6 @@ class TrainConfig:
 
 class NonFiniteLossError(RuntimeError):
   """The training loss became NaN or infinite (nan_policy='stop')."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Evaluator:
-  """Evaluation of an algorithm.
-
-  Attributes:
-    step: (state, batch) -> {name: per-example array [b]}; jitted by the
-      trainer. Rows with `batch['valid'] == False` (padding) are dropped.
-    summarize: per-example arrays of the whole evaluation (NumPy) -> scalar
-      metrics.
-  """
-
-  step: Callable[[TrainState, Mapping[str, jax.Array]],
-                 dict[str, jax.Array]]
-  summarize: Callable[[Mapping[str, np.ndarray]], dict[str, float]]
 
 
 @dataclasses.dataclass

@@ -16,9 +16,9 @@ from nlhf_jax import jsonl_data
 from nlhf_jax import main as main_lib
 from nlhf_jax import sweep
 from nlhf_jax.algorithms import preference_model as pm_lib
-from nlhf_jax.algorithms import sft
 from nlhf_jax.data import synthetic
 from nlhf_jax.errors import ConfigError
+from nlhf_jax.models import init as model_init
 from nlhf_jax.models import t5
 
 EXPERIMENTS = os.path.join(main_lib.REPO_ROOT, "gin_configs", "experiments")
@@ -101,8 +101,8 @@ def inputs(tmp_path_factory, random_params):
   synthetic.generate(str(tmp / "world"), seed=2, size=400)
   jsonl_data.train_sentencepiece(str(tmp / "world"), str(tmp / "sp"), 384)
   config = t5.T5Config(**dict(TINY))
-  for name, init in (("sft", sft.init_fn(t5.T5(config), 0)),
-                     ("pm", pm_lib.scorer_init_fn(t5.T5Scorer(config), 0))):
+  for name, init in (("sft", model_init.init_fn(t5.T5(config), 0)),
+                     ("pm", model_init.scorer_init_fn(t5.T5Scorer(config), 0))):
     ckpt = checkpointing.Checkpointer(str(tmp / name),
                                       checkpointing.CheckpointConfig())
     ckpt.save(1, {"params": random_params(init, len(name))}, {})

@@ -37,7 +37,8 @@ STEPS, EVERY = 40, 10
 _TEST_GIN = """
 from __gin__ import dynamic_registration
 from nlhf_jax import data_iterators
-from nlhf_jax.algorithms import sft
+from nlhf_jax.jobs import supervised
+from nlhf_jax.jobs import supervised
 from nlhf_jax.models import t5
 
 MODEL = @t5.T5Config()
@@ -49,7 +50,7 @@ t5.T5Config:
   d_ff = 32
   num_encoder_layers = 1
   num_decoder_layers = 1
-sft.train_job.data = @data_iterators.ToySeq2SeqSource()
+supervised.sft_job.data = @data_iterators.ToySeq2SeqSource()
 data_iterators.ToySeq2SeqSource:
   num_examples = 128
   num_eval_examples = 16

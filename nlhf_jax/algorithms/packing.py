@@ -24,11 +24,11 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from nlhf_jax import data_iterators
+from nlhf_jax import sampling
 
 Array = jax.Array
-PAD_ID = data_iterators.PAD_ID
-EOS_ID = data_iterators.EOS_ID
+PAD_ID = sampling.PAD_ID
+EOS_ID = sampling.EOS_ID
 
 
 def _content(tokens_bt: Array) -> Array:

@@ -29,13 +29,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nlhf_jax import checkpointing
-from nlhf_jax import data_iterators
 from nlhf_jax import losses
-from nlhf_jax import partitioning
-from nlhf_jax import trainer
+from nlhf_jax import train_state
 from nlhf_jax.algorithms import packing
-from nlhf_jax.algorithms import sft
+from nlhf_jax.errors import ConfigError
 from nlhf_jax.models import t5
 
 Batch = Mapping[str, jax.Array]
@@ -72,7 +69,7 @@ class LayoutConfig:
 
   def __post_init__(self):
     if self.length < 2:
-      raise ValueError(f"LayoutConfig.length must be >= 2, got "
+      raise ConfigError(f"LayoutConfig.length must be >= 2, got "
                        f"{self.length}.")
 
 
@@ -123,7 +120,7 @@ def _pair(batch: Batch):
           batch["decoder_target_tokens_b"])
 
 
-def make_train_step(model: t5.T5Scorer, layout: PairLayout) -> trainer.StepFn:
+def make_train_step(model: t5.T5Scorer, layout: PairLayout) -> train_state.StepFn:
   """Cross-entropy on both presentation orders (module docstring).
 
   Metrics: loss, accuracy (symmetrised P against labels), order_gap
@@ -188,50 +185,11 @@ def eval_outputs(prob: jax.Array, batch: Batch) -> dict[str, jax.Array]:
   return out
 
 
-def make_evaluator(model: t5.T5Scorer, layout: PairLayout) -> trainer.Evaluator:
+def make_evaluator(model: t5.T5Scorer, layout: PairLayout) -> train_state.Evaluator:
   """Symmetrised-probability evaluation (see `summarize_pairwise`)."""
 
   def step(state, batch):
     prob = preference_probability(model, state.params, *_pair(batch), layout)
     return eval_outputs(prob, batch)
 
-  return trainer.Evaluator(step=step, summarize=summarize_pairwise)
-
-
-def scorer_init_fn(model: t5.T5Scorer, seed: int, length: int = 8):
-  """Boxed-parameter initialiser of a T5Scorer."""
-  tokens = jnp.ones((1, length), jnp.int32)
-  return lambda: model.init(jax.random.PRNGKey(seed), tokens)["params"]
-
-
-def train_job(*, model: t5.T5Config, mesh: partitioning.MeshConfig,
-              train: trainer.TrainConfig, data: data_iterators.DataSource,
-              workdir: str, layout: LayoutConfig = LayoutConfig(),
-              init: checkpointing.InitConfig = checkpointing.InitConfig()
-              ) -> trainer.TrainResult:
-  """Preference-model job (bound by gin_configs/runs/preference_model.gin).
-
-  Args:
-    model: scorer architecture (PREFERENCE_MODEL).
-    mesh: device mesh.
-    train: steps, batch size, optimizer, checkpoints, evaluation.
-    data: pair batches; must provide `encode(text)` for the markers.
-    workdir: output directory.
-    layout: packed length and marker texts.
-    init: optional pretrained weights; the new `score_head` is initialised
-      randomly and an LM head in the checkpoint is ignored.
-
-  Returns:
-    The TrainResult; `eval_metrics` holds accuracy / log_loss / ece.
-  """
-  sft.check_vocabulary(model, data)
-  net = t5.T5Scorer(model)
-  pair_layout = make_layout(layout, data)
-  return trainer.run_job(
-      config=train, workdir=workdir, mesh_config=mesh,
-      init_fn=scorer_init_fn(net, train.seed),
-      step_fn=make_train_step(net, pair_layout), data=data,
-      evaluator=make_evaluator(net, pair_layout), model_config=model,
-      init=init, allow_missing=("score_head",),
-      ignore_unused=("logits_dense",),
-      progress_keys=("loss", "accuracy", "order_gap"))
+  return train_state.Evaluator(step=step, summarize=summarize_pairwise)

@@ -18,14 +18,11 @@ from typing import Any, Mapping
 import jax
 import jax.numpy as jnp
 
-from nlhf_jax import checkpointing
-from nlhf_jax import data_iterators
 from nlhf_jax import losses
-from nlhf_jax import partitioning
-from nlhf_jax import trainer
+from nlhf_jax import train_state
 from nlhf_jax.algorithms import packing
 from nlhf_jax.algorithms import preference_model
-from nlhf_jax.algorithms import sft
+from nlhf_jax.errors import ConfigError
 from nlhf_jax.models import t5
 
 Batch = Mapping[str, jax.Array]
@@ -53,7 +50,7 @@ class RewardLayoutConfig:
 
   def __post_init__(self):
     if self.length < 2:
-      raise ValueError(f"RewardLayoutConfig.length must be >= 2, got "
+      raise ConfigError(f"RewardLayoutConfig.length must be >= 2, got "
                        f"{self.length}.")
 
 
@@ -85,7 +82,7 @@ def _pair_rewards(model, params, batch, layout, **kw):
 
 
 def make_train_step(model: t5.T5Scorer,
-                    layout: RewardLayout) -> trainer.StepFn:
+                    layout: RewardLayout) -> train_state.StepFn:
   """Bradley-Terry step. Metrics: loss, accuracy, reward_mean, reward_std."""
 
   def step(state, batch, rng):
@@ -109,45 +106,12 @@ def make_train_step(model: t5.T5Scorer,
 
 
 def make_evaluator(model: t5.T5Scorer,
-                   layout: RewardLayout) -> trainer.Evaluator:
+                   layout: RewardLayout) -> train_state.Evaluator:
   """P_BT(a ≻ b) = σ(r_a − r_b) against the labels (pairwise metrics)."""
 
   def step(state, batch):
     r_a, r_b = _pair_rewards(model, state.params, batch, layout)
     return preference_model.eval_outputs(jax.nn.sigmoid(r_a - r_b), batch)
 
-  return trainer.Evaluator(step=step,
+  return train_state.Evaluator(step=step,
                            summarize=preference_model.summarize_pairwise)
-
-
-def train_job(*, model: t5.T5Config, mesh: partitioning.MeshConfig,
-              train: trainer.TrainConfig, data: data_iterators.DataSource,
-              workdir: str,
-              layout: RewardLayoutConfig = RewardLayoutConfig(),
-              init: checkpointing.InitConfig = checkpointing.InitConfig()
-              ) -> trainer.TrainResult:
-  """Reward-model job (bound by gin_configs/runs/reward_model.gin).
-
-  Args:
-    model: scorer architecture (REWARD_MODEL).
-    mesh: device mesh.
-    train: steps, batch size, optimizer, checkpoints, evaluation.
-    data: pair batches; must provide `encode(text)` for the marker.
-    workdir: output directory.
-    layout: packed length and marker text.
-    init: optional pretrained weights (new `score_head`, LM head ignored).
-
-  Returns:
-    The TrainResult; `eval_metrics` holds accuracy / log_loss / ece.
-  """
-  sft.check_vocabulary(model, data)
-  net = t5.T5Scorer(model)
-  reward_layout = make_layout(layout, data)
-  return trainer.run_job(
-      config=train, workdir=workdir, mesh_config=mesh,
-      init_fn=preference_model.scorer_init_fn(net, train.seed),
-      step_fn=make_train_step(net, reward_layout), data=data,
-      evaluator=make_evaluator(net, reward_layout), model_config=model,
-      init=init, allow_missing=("score_head",),
-      ignore_unused=("logits_dense",),
-      progress_keys=("loss", "accuracy"))

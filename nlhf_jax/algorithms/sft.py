@@ -5,7 +5,7 @@ the mean token cross-entropy over target tokens (EOS included),
 
   L = Σ_{b,t} w_bt · (−log π(y_bt | x_b, y_b,<t)) / Σ_{b,t} w_bt.
 
-Batches use the SFT layout of `data_iterators` (seqio's
+Batches use the SFT layout of `nlhf_jax.data_iterators` (seqio's
 `EncDecFeatureConverter` names). The SFT policy is the initial policy and
 the reference μ of every NLHF method (paper §8).
 """
@@ -18,11 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nlhf_jax import checkpointing
-from nlhf_jax import data_iterators
 from nlhf_jax import losses
-from nlhf_jax import partitioning
-from nlhf_jax import trainer
+from nlhf_jax import train_state
 from nlhf_jax.models import t5
 
 Batch = Mapping[str, jax.Array]
@@ -44,7 +41,7 @@ def _token_stats(model: t5.T5, params: Any, batch: Batch, *,
           "correct": correct_bt.sum(-1)}
 
 
-def make_train_step(model: t5.T5) -> trainer.StepFn:
+def make_train_step(model: t5.T5) -> train_state.StepFn:
   """Teacher-forced cross-entropy step (dropout from the step RNG).
 
   Metrics: loss (mean token CE), token_accuracy.
@@ -76,52 +73,8 @@ def summarize(outputs: Mapping[str, np.ndarray]) -> dict[str, float]:
           "examples": float(len(outputs["ce"]))}
 
 
-def make_evaluator(model: t5.T5) -> trainer.Evaluator:
+def make_evaluator(model: t5.T5) -> train_state.Evaluator:
   """Held-out cross-entropy, perplexity, token accuracy, sequence log-prob."""
-  return trainer.Evaluator(
+  return train_state.Evaluator(
       step=lambda state, batch: _token_stats(model, state.params, batch),
       summarize=summarize)
-
-
-def init_fn(model: t5.T5, seed: int, input_length: int = 8,
-            target_length: int = 8):
-  """Boxed-parameter initialiser of the policy."""
-  enc = jnp.ones((1, input_length), jnp.int32)
-  dec = jnp.ones((1, target_length), jnp.int32)
-  return lambda: model.init(jax.random.PRNGKey(seed), enc, dec)["params"]
-
-
-def check_vocabulary(model: t5.T5Config, data: Any) -> None:
-  """Fails early if the data's token ids do not fit the model vocabulary."""
-  size = getattr(data, "vocab_size", None)
-  if size is not None and size > model.vocab_size:
-    raise ValueError(f"The data's vocabulary has {size} ids but the model's "
-                     f"vocab_size is {model.vocab_size}; use a model config "
-                     "with a vocabulary at least as large.")
-
-
-def train_job(*, model: t5.T5Config, mesh: partitioning.MeshConfig,
-              train: trainer.TrainConfig, data: data_iterators.DataSource,
-              workdir: str,
-              init: checkpointing.InitConfig = checkpointing.InitConfig()
-              ) -> trainer.TrainResult:
-  """Supervised fine-tuning job (bound by gin_configs/runs/sft.gin).
-
-  Args:
-    model: policy architecture.
-    mesh: device mesh.
-    train: steps, batch size, optimizer, checkpoints, evaluation.
-    data: SFT batches (`data_iterators` SFT layout).
-    workdir: checkpoints, metrics.jsonl, model_info.txt.
-    init: optional pretrained weights (HF / T5X / our checkpoint).
-
-  Returns:
-    The TrainResult (final state, metrics).
-  """
-  check_vocabulary(model, data)
-  net = t5.T5(model)
-  return trainer.run_job(
-      config=train, workdir=workdir, mesh_config=mesh,
-      init_fn=init_fn(net, train.seed), step_fn=make_train_step(net),
-      data=data, evaluator=make_evaluator(net), model_config=model,
-      init=init, progress_keys=("loss", "token_accuracy"))

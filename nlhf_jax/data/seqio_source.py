@@ -6,7 +6,7 @@ the interface of the TensorFlow-free `jsonl_data` sources (the
 `data_iterators.DataSource` protocol plus `encode` and `vocab_size`), so a
 gin file swaps one for the other:
 
-  sft.train_job.data = @seqio_source.SeqioSftSource()
+  supervised.sft_job.data = @seqio_source.SeqioSftSource()
 
 (`gin_configs/data/tldr_seqio.gin` does this for every run family.)
 

@@ -49,9 +49,9 @@ from nlhf_jax import data_iterators as di
 from nlhf_jax import jsonl_data
 from nlhf_jax import sampling
 from nlhf_jax.algorithms import preference_model as pm_lib
-from nlhf_jax.algorithms import sft
 from nlhf_jax.data import annotators
 from nlhf_jax.data import prompts as prompts_lib
+from nlhf_jax.models import init as model_init
 from nlhf_jax.models import t5
 
 
@@ -165,14 +165,14 @@ def restore_policy(workdir: str, config: t5.T5Config) -> Any:
     ValueError: the checkpoint does not match `config` (names or shapes).
   """
   return checkpointing.restore_params(
-      workdir, _single_device_abstract(sft.init_fn(t5.T5(config), 0)))
+      workdir, _single_device_abstract(model_init.init_fn(t5.T5(config), 0)))
 
 
 def restore_scorer(workdir: str, config: t5.T5Config) -> Any:
   """Parameters of a preference- or reward-model run (newest checkpoint)."""
   return checkpointing.restore_params(
       workdir, _single_device_abstract(
-          pm_lib.scorer_init_fn(t5.T5Scorer(config), 0)))
+          model_init.scorer_init_fn(t5.T5Scorer(config), 0)))
 
 
 @functools.lru_cache(maxsize=8)

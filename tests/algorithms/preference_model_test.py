@@ -15,6 +15,8 @@ from nlhf_jax import partitioning
 from nlhf_jax import train_state as ts
 from nlhf_jax import trainer
 from nlhf_jax.algorithms import preference_model as pm
+from nlhf_jax.jobs import supervised
+from nlhf_jax.models import init as model_init
 from nlhf_jax.models import t5
 
 TINY = t5.T5Config(vocab_size=64, d_model=16, num_heads=2, d_kv=8, d_ff=32,
@@ -38,7 +40,7 @@ def _batch(seed=0, n=6):
 @pytest.fixture(scope="module")
 def scorer():
   model = t5.T5Scorer(TINY)
-  params = nn.unbox(jax.jit(pm.scorer_init_fn(model, 0))())
+  params = nn.unbox(jax.jit(model_init.scorer_init_fn(model, 0))())
   # A nonzero head makes the outputs depend on the input.
   params["score_head"]["bias"] = params["score_head"]["bias"] + 0.3
   return model, params
@@ -110,7 +112,7 @@ def test_preference_model_learns_the_synthetic_world(world, small_model,
       eval_batch_size=200,
       optimizer=optimizers.OptimizerConfig(learning_rate=1e-2),
       checkpoint=checkpointing.CheckpointConfig(every_steps=0))
-  result = pm.train_job(model=small_model, mesh=partitioning.MeshConfig(),
+  result = supervised.preference_model_job(model=small_model, mesh=partitioning.MeshConfig(),
                         train=config, data=data, workdir=str(tmp_path),
                         layout=pm.LayoutConfig(length=192))
   metrics = result.eval_metrics

@@ -16,6 +16,8 @@ from nlhf_jax import partitioning
 from nlhf_jax import train_state as ts
 from nlhf_jax import trainer
 from nlhf_jax.algorithms import sft
+from nlhf_jax.jobs import supervised
+from nlhf_jax.models import init as model_init
 from nlhf_jax.models import t5
 
 
@@ -26,7 +28,7 @@ def test_loss_is_mean_token_cross_entropy():
   batch = data_iterators.ToySeq2SeqSource(
       num_examples=4, input_length=8, target_length=6,
       vocab_size=64).arrays("train")
-  params = nn.unbox(jax.jit(sft.init_fn(model, 0))())
+  params = nn.unbox(jax.jit(model_init.init_fn(model, 0))())
   state = ts.TrainState.create(params, optax.sgd(0.0))
   step = jax.jit(sft.make_train_step(model))
   _, metrics = step(state, batch, jax.random.PRNGKey(0))
@@ -48,7 +50,7 @@ def test_sft_loss_falls_on_the_synthetic_world(world, small_model, tmp_path):
       eval_batch_size=64,
       optimizer=optimizers.OptimizerConfig(learning_rate=1e-2),
       checkpoint=checkpointing.CheckpointConfig(every_steps=0))
-  result = sft.train_job(model=small_model, mesh=partitioning.MeshConfig(),
+  result = supervised.sft_job(model=small_model, mesh=partitioning.MeshConfig(),
                          train=config, data=data, workdir=str(tmp_path))
   records = metrics_lib.read_metrics(str(tmp_path), "train")
   first, last = records[0]["loss"], records[-1]["loss"]

@@ -25,12 +25,12 @@ from nlhf_jax import jsonl_data
 from nlhf_jax import losses
 from nlhf_jax import sampling
 from nlhf_jax.algorithms import preference_model as pm_lib
-from nlhf_jax.algorithms import sft
 from nlhf_jax.data import annotators
 from nlhf_jax.data import prompts as prompts_lib
 from nlhf_jax.data import synthetic
 from nlhf_jax.evaluation import generation
 from nlhf_jax.evaluation import judges
+from nlhf_jax.models import init as model_init
 from nlhf_jax.models import t5
 
 VOCAB = 384
@@ -63,11 +63,11 @@ def _save(workdir, params):
 def runs(tmp_path_factory, random_params):
   """Workdirs of two policies (reference, other) and a preference model."""
   root = tmp_path_factory.mktemp("gen_runs")
-  policy_init = sft.init_fn(t5.T5(CONFIG), 0)
+  policy_init = model_init.init_fn(t5.T5(CONFIG), 0)
   params = {name: random_params(policy_init, seed)
             for seed, name in enumerate(("reference", "other"))}
   params["pm"] = random_params(
-      pm_lib.scorer_init_fn(t5.T5Scorer(CONFIG), 0), 7)
+      model_init.scorer_init_fn(t5.T5Scorer(CONFIG), 0), 7)
   for name, tree in params.items():
     _save(root / name, tree)
   return root, params

@@ -1,0 +1,132 @@
+"""Gin-bound supervised jobs: SFT, the preference model, the reward model.
+
+Each job checks the vocabulary, builds the network and its algorithm's
+step and evaluator (pure functions from `nlhf_jax.algorithms`), and hands
+them to `trainer.run_job`. See gin_configs/runs/{sft,preference_model,
+reward_model}.gin.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from nlhf_jax import checkpointing
+from nlhf_jax import data_iterators
+from nlhf_jax import partitioning
+from nlhf_jax import train_state
+from nlhf_jax import trainer
+from nlhf_jax.algorithms import preference_model
+from nlhf_jax.algorithms import reward_model
+from nlhf_jax.algorithms import sft
+from nlhf_jax.models import init as model_init
+from nlhf_jax.models import t5
+
+# A new scorer head is initialised randomly; a pretrained LM head is unused.
+_SCORER_HEADS = {"allow_missing": ("score_head",),
+                 "ignore_unused": ("logits_dense",)}
+
+
+def _run(*, model: t5.T5Config, mesh: partitioning.MeshConfig,
+         train: trainer.TrainConfig, data: data_iterators.DataSource,
+         workdir: str, init: checkpointing.InitConfig,
+         init_fn: Callable[[], Any], step_fn: train_state.StepFn,
+         evaluator: train_state.Evaluator, progress: tuple[str, ...],
+         scorer: bool) -> trainer.TrainResult:
+  return trainer.run_job(
+      config=train, workdir=workdir, mesh_config=mesh, init_fn=init_fn,
+      step_fn=step_fn, data=data, evaluator=evaluator, model_config=model,
+      init=init, progress_keys=progress, **(_SCORER_HEADS if scorer else {}))
+
+
+def sft_job(*, model: t5.T5Config, mesh: partitioning.MeshConfig,
+            train: trainer.TrainConfig, data: data_iterators.DataSource,
+            workdir: str,
+            init: checkpointing.InitConfig = checkpointing.InitConfig()
+            ) -> trainer.TrainResult:
+  """Supervised fine-tuning job (bound by gin_configs/runs/sft.gin).
+
+  Args:
+    model: policy architecture.
+    mesh: device mesh.
+    train: steps, batch size, optimizer, checkpoints, evaluation.
+    data: SFT batches (`data_iterators` SFT layout).
+    workdir: checkpoints, metrics.jsonl, model_info.txt.
+    init: optional pretrained weights (HF / T5X / our checkpoint).
+
+  Returns:
+    The TrainResult (final state, metrics).
+  """
+  model_init.check_vocabulary(model, data)
+  net = t5.T5(model)
+  return _run(model=model, mesh=mesh, train=train, data=data,
+              workdir=workdir, init=init,
+              init_fn=model_init.init_fn(net, train.seed),
+              step_fn=sft.make_train_step(net),
+              evaluator=sft.make_evaluator(net),
+              progress=("loss", "token_accuracy"), scorer=False)
+
+
+def preference_model_job(
+    *, model: t5.T5Config, mesh: partitioning.MeshConfig,
+    train: trainer.TrainConfig, data: data_iterators.DataSource,
+    workdir: str,
+    layout: preference_model.LayoutConfig = preference_model.LayoutConfig(),
+    init: checkpointing.InitConfig = checkpointing.InitConfig()
+) -> trainer.TrainResult:
+  """Preference-model job (bound by gin_configs/runs/preference_model.gin).
+
+  Args:
+    model: scorer architecture (PREFERENCE_MODEL).
+    mesh: device mesh.
+    train: steps, batch size, optimizer, checkpoints, evaluation.
+    data: pair batches; must provide `encode(text)` for the markers.
+    workdir: output directory.
+    layout: packed length and marker texts.
+    init: optional pretrained weights; the new `score_head` is initialised
+      randomly and an LM head in the checkpoint is ignored.
+
+  Returns:
+    The TrainResult; `eval_metrics` holds accuracy / log_loss / ece.
+  """
+  model_init.check_vocabulary(model, data)
+  net = t5.T5Scorer(model)
+  pair = preference_model.make_layout(layout, data)
+  return _run(model=model, mesh=mesh, train=train, data=data,
+              workdir=workdir, init=init,
+              init_fn=model_init.scorer_init_fn(net, train.seed),
+              step_fn=preference_model.make_train_step(net, pair),
+              evaluator=preference_model.make_evaluator(net, pair),
+              progress=("loss", "accuracy", "order_gap"), scorer=True)
+
+
+def reward_model_job(
+    *, model: t5.T5Config, mesh: partitioning.MeshConfig,
+    train: trainer.TrainConfig, data: data_iterators.DataSource,
+    workdir: str,
+    layout: reward_model.RewardLayoutConfig = (
+        reward_model.RewardLayoutConfig()),
+    init: checkpointing.InitConfig = checkpointing.InitConfig()
+) -> trainer.TrainResult:
+  """Reward-model job (bound by gin_configs/runs/reward_model.gin).
+
+  Args:
+    model: scorer architecture (REWARD_MODEL).
+    mesh: device mesh.
+    train: steps, batch size, optimizer, checkpoints, evaluation.
+    data: pair batches; must provide `encode(text)` for the marker.
+    workdir: output directory.
+    layout: packed length and marker text.
+    init: optional pretrained weights (new `score_head`, LM head ignored).
+
+  Returns:
+    The TrainResult; `eval_metrics` holds accuracy / log_loss / ece.
+  """
+  model_init.check_vocabulary(model, data)
+  net = t5.T5Scorer(model)
+  reward_layout = reward_model.make_layout(layout, data)
+  return _run(model=model, mesh=mesh, train=train, data=data,
+              workdir=workdir, init=init,
+              init_fn=model_init.scorer_init_fn(net, train.seed),
+              step_fn=reward_model.make_train_step(net, reward_layout),
+              evaluator=reward_model.make_evaluator(net, reward_layout),
+              progress=("loss", "accuracy"), scorer=True)
