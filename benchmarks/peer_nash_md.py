@@ -1,9 +1,10 @@
 """Side by side: TRL 1.12.0 NashMDTrainer vs our Nash-MD-PG step, one run.
 
-  python -m benchmarks.peer_nash_md [--trl_python /work/trl-venv/bin/python]
-      [--trl_script ../shared/bench/trl_nash_md.py] [--rounds 1]
+  python -m benchmarks.peer_nash_md --peer_python PATH [--rounds 1]
+  NLHF_PEER_PYTHON=PATH python -m benchmarks.peer_nash_md [--rounds 1]
 
-Runs (a) the peer script (`trl_nash_md.py`: random-weight GPT-2 policy,
+Runs (a) the peer script (`benchmarks/trl_peer_runner.py`: TRL's
+NashMDTrainer on a random-weight GPT-2 policy,
 reference and reward model, d_model 256, 4 layers, 4 heads, vocab 32128,
 11.65 M policy parameters) in its own Python environment, and (b) the
 library's fused Nash-MD-PG step (`nlhf_jax.algorithms.nash_md.
@@ -25,8 +26,14 @@ being an untimed warm-up, and reports the median. Ours is the median of
 `--repeats` fused, jitted steps after `--warmup` untimed ones (the first
 compiles). Compilation is not in either median.
 
-The peer needs its own environment (torch 2.13.0 CPU + trl 1.12.0):
-`VENV=/work/trl-venv bash ../shared/bench/setup_trl_env.sh`.
+The peer needs its own Python environment (torch 2.13.0 CPU + trl 1.12.0),
+named by `--peer_python` or the environment variable `NLHF_PEER_PYTHON`;
+without either, or when that interpreter does not exist, the command exits
+with status 2 (unless `--skip_peer`). Create it once from the repository
+root:
+
+  python3 -m venv .venv-peer
+  .venv-peer/bin/pip install -r benchmarks/peer_requirements.txt
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ import os
 import resource
 import statistics
 import subprocess
+import sys
 import time
 from typing import Any, Optional, Sequence
 
@@ -47,8 +55,13 @@ from benchmarks import nash_md_benchmark
 from nlhf_jax.models import t5
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_TRL_PYTHON = "/work/trl-venv/bin/python"
-DEFAULT_TRL_SCRIPT = os.path.join("..", "shared", "bench", "trl_nash_md.py")
+PEER_PYTHON_ENV = "NLHF_PEER_PYTHON"
+DEFAULT_PEER_SCRIPT = os.path.join("benchmarks", "trl_peer_runner.py")
+PEER_SETUP_HINT = (
+    "create it with `python3 -m venv .venv-peer && .venv-peer/bin/pip "
+    "install -r benchmarks/peer_requirements.txt`, then pass "
+    f"--peer_python .venv-peer/bin/python or set {PEER_PYTHON_ENV} "
+    "(or use --skip_peer)")
 PEER_MODEL = {"d_model": 256, "layers": 4, "heads": 4, "vocab": 32128}
 # Peer size for --smoke (matches nash_md_benchmark.TINY's vocabulary).
 PEER_TINY = {"d_model": 32, "layers": 2, "heads": 2, "vocab": 256}
@@ -62,10 +75,10 @@ def _peer_model(size: str) -> dict[str, int]:
 def peer_command(args: argparse.Namespace, batch: int, prompt_len: int,
                  new_tokens: int) -> list[str]:
   """The command line of the peer script at the matched shapes."""
-  script = args.trl_script
+  script = args.peer_script
   if not os.path.isabs(script):
     script = os.path.join(REPO_ROOT, script)
-  cmd = [args.trl_python, script, "--batch", str(batch),
+  cmd = [args.peer_python or "", script, "--batch", str(batch),
          "--prompt_len", str(prompt_len), "--new_tokens", str(new_tokens),
          "--steps", str(args.trl_steps), "--beta_mixture", str(args.beta)]
   for name, value in _peer_model(args.size).items():
@@ -83,9 +96,7 @@ def run_peer(cmd: list[str], timeout_s: float) -> dict[str, Any]:
   for path in cmd[:2]:
     if not os.path.exists(path):
       raise FileNotFoundError(
-          f"Peer baseline: {path} not found. Create the TRL environment "
-          "with `VENV=/work/trl-venv bash ../shared/bench/setup_trl_env.sh` "
-          "or pass --trl_python / --trl_script.")
+          f"Peer baseline: {path!r} not found; {PEER_SETUP_HINT}.")
   start = time.perf_counter()
   proc = subprocess.run(cmd, capture_output=True, text=True,
                         timeout=timeout_s, check=False)
@@ -121,10 +132,12 @@ def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   common.add_common_flags(parser, warmup=2, repeats=6)
   nash_md_benchmark.add_size_flags(parser)
-  parser.add_argument("--trl_python", default=DEFAULT_TRL_PYTHON)
-  parser.add_argument("--trl_script", default=DEFAULT_TRL_SCRIPT,
-                      help="path of trl_nash_md.py (relative: to the repo "
-                      "root)")
+  parser.add_argument("--peer_python",
+                      default=os.environ.get(PEER_PYTHON_ENV) or None,
+                      help="the peer environment's Python (torch + trl); "
+                      f"default: ${PEER_PYTHON_ENV}")
+  parser.add_argument("--peer_script", default=DEFAULT_PEER_SCRIPT,
+                      help="the peer runner (relative: to the repo root)")
   parser.add_argument("--trl_steps", type=int, default=6,
                       help="timed peer steps (plus one warm-up step)")
   parser.add_argument("--trl_timeout_s", type=float, default=3600.0)
@@ -141,7 +154,25 @@ def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     raise ValueError(f"--trl_steps must be >= 1, got {args.trl_steps}.")
   if args.rounds < 1:
     raise ValueError(f"--rounds must be >= 1, got {args.rounds}.")
+  if not args.skip_peer:
+    _check_peer_python(args.peer_python)
   return args
+
+
+def _check_peer_python(peer_python: Optional[str]) -> None:
+  """Exits with status 2 and a one-line hint when the peer's Python is absent.
+
+  Args:
+    peer_python: the interpreter from --peer_python or $NLHF_PEER_PYTHON.
+  """
+  if not peer_python:
+    problem = f"no peer Python given (--peer_python or ${PEER_PYTHON_ENV})"
+  elif not os.path.isfile(peer_python):
+    problem = f"peer Python {peer_python!r} not found"
+  else:
+    return
+  print(f"peer_nash_md: {problem}; {PEER_SETUP_HINT}.", file=sys.stderr)
+  sys.exit(2)
 
 
 def _median_of(results: list[dict[str, Any]], key: str) -> float:

@@ -19,9 +19,8 @@ import pytest
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
-TRL_PYTHON = "/work/trl-venv/bin/python"
-TRL_SCRIPT = os.path.join(os.path.dirname(REPO_ROOT), "shared", "bench",
-                          "trl_nash_md.py")
+# The peer baseline's Python (torch + trl, benchmarks/peer_requirements.txt).
+PEER_PYTHON = os.environ.get("NLHF_PEER_PYTHON", "")
 COMMON_KEYS = ("benchmark", "schema_version", "machine", "backend",
                "versions", "config", "memory")
 
@@ -131,14 +130,29 @@ def test_peer_our_half_without_trl(run_cli):
   assert math.isclose(fpt["ratio"], fpt["ours"] / fpt["peer"])
 
 
+def test_peer_without_peer_python_exits_2():
+  """Without --peer_python and $NLHF_PEER_PYTHON: exit 2, one-line hint."""
+  env = {k: v for k, v in os.environ.items() if k != "NLHF_PEER_PYTHON"}
+  env.update({"JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""})
+  for flags in ([], ["--peer_python", os.path.join(REPO_ROOT, "absent")]):
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.peer_nash_md", "--smoke", *flags],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
+        check=False)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert not proc.stdout.strip()
+    message = proc.stderr.strip().splitlines()
+    assert len(message) == 1, message
+    assert "benchmarks/peer_requirements.txt" in message[0]
+
+
 @pytest.mark.skipif(
-    not (os.path.exists(TRL_PYTHON) and os.path.exists(TRL_SCRIPT)),
-    reason=f"peer TRL environment ({TRL_PYTHON}) or script ({TRL_SCRIPT}) "
-    "absent; create it with `VENV=/work/trl-venv bash "
-    "../shared/bench/setup_trl_env.sh`")
+    not (PEER_PYTHON and os.path.isfile(PEER_PYTHON)),
+    reason="peer environment not given: set NLHF_PEER_PYTHON to a Python "
+    "with benchmarks/peer_requirements.txt installed (now "
+    f"{PEER_PYTHON or 'unset'!r})")
 def test_peer_with_trl(run_cli):
-  record = run_cli("peer_nash_md", "--no_split", "--trl_python", TRL_PYTHON,
-                   "--trl_script", TRL_SCRIPT)
+  record = run_cli("peer_nash_md", "--no_split", "--peer_python", PEER_PYTHON)
   peer = record["peer"]
   assert peer["impl"] == "trl-1.12.0-NashMDTrainer"
   assert (peer["batch"], peer["new_tokens"]) == (
