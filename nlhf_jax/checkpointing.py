@@ -42,6 +42,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from nlhf_jax import checkpoint_import
+from nlhf_jax.errors import ConfigError
 
 MANIFEST = "nlhf_manifest.json"
 CHECKPOINTS_SUBDIR = "checkpoints"
@@ -69,14 +70,14 @@ class CheckpointConfig:
 
   def __post_init__(self):
     if self.every_steps < 0:
-      raise ValueError(f"CheckpointConfig.every_steps must be >= 0, got "
-                       f"{self.every_steps}.")
+      raise ConfigError(f"CheckpointConfig.every_steps must be >= 0, got "
+                        f"{self.every_steps}.")
     if self.keep < 1:
-      raise ValueError(f"CheckpointConfig.keep must be >= 1, got "
-                       f"{self.keep}.")
+      raise ConfigError(f"CheckpointConfig.keep must be >= 1, got "
+                        f"{self.keep}.")
     if self.integrity not in INTEGRITY_MODES:
-      raise ValueError(f"CheckpointConfig.integrity must be one of "
-                       f"{INTEGRITY_MODES}, got {self.integrity!r}.")
+      raise ConfigError(f"CheckpointConfig.integrity must be one of "
+                        f"{INTEGRITY_MODES}, got {self.integrity!r}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -348,10 +349,10 @@ class InitConfig:
 
   def __post_init__(self):
     if self.format not in ("auto", "hf", "t5x", "nlhf"):
-      raise ValueError(f"InitConfig.format must be 'auto', 'hf', 't5x' or "
-                       f"'nlhf', got {self.format!r}.")
+      raise ConfigError(f"InitConfig.format must be 'auto', 'hf', 't5x' or "
+                        f"'nlhf', got {self.format!r}.")
     if self.path is not None and not epath.Path(self.path).exists():
-      raise ValueError(f"InitConfig.path {self.path!r} does not exist.")
+      raise ConfigError(f"InitConfig.path {self.path!r} does not exist.")
 
 
 def _place(value: Any, like: Any) -> jax.Array:

@@ -31,6 +31,7 @@ import numpy as np
 
 from nlhf_jax import data_iterators as di
 from nlhf_jax.data import prompts
+from nlhf_jax.errors import ConfigError
 
 SFT_SPLITS = ("train", "valid", "test")
 COMPARISON_SPLITS = ("train", "valid1", "valid2")
@@ -46,9 +47,9 @@ def _processor(path: str):
         "train.jsonl --out PREFIX --vocab_size N`.")
   proc = spm.SentencePieceProcessor(model_file=path)
   if (proc.pad_id(), proc.eos_id()) != (di.PAD_ID, di.EOS_ID):
-    raise ValueError(f"SentencePiece model {path} has pad id {proc.pad_id()} "
-                     f"and EOS id {proc.eos_id()}; pad 0 and EOS 1 are "
-                     "required.")
+    raise ConfigError(f"SentencePiece model {path} has pad id {proc.pad_id()} "
+                      f"and EOS id {proc.eos_id()}; pad 0 and EOS 1 are "
+                      "required.")
   return proc
 
 
@@ -83,13 +84,18 @@ class _TldrFiles:
   def __post_init__(self):
     for name, macro in (("data_dir", "DATA_DIR"), ("vocabulary", "VOCABULARY")):
       if not isinstance(getattr(self, name), str):
-        raise ValueError(f"{type(self).__name__}.{name} is not set (gin "
-                         f"macro {macro}: a path string).")
+        raise ConfigError(f"{type(self).__name__}.{name} is not set (gin "
+                          f"macro {macro}: a path string).")
     if not os.path.isdir(self.data_dir):
-      raise ValueError(f"data_dir {self.data_dir!r} is not a directory.")
+      raise ConfigError(f"{type(self).__name__}.data_dir {self.data_dir!r} is "
+                        "not a directory (gin macro DATA_DIR).")
+    if not os.path.isfile(self.vocabulary):
+      raise ConfigError(f"{type(self).__name__}.vocabulary {self.vocabulary!r} "
+                        "is not a file (gin macro VOCABULARY: a SentencePiece "
+                        ".model).")
     if self.input_length < 8 or self.target_length < 2:
-      raise ValueError(f"input_length {self.input_length} / target_length "
-                       f"{self.target_length} are too small.")
+      raise ConfigError(f"input_length {self.input_length} / target_length "
+                        f"{self.target_length} are too small.")
 
   @property
   def vocab_size(self) -> int:

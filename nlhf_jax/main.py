@@ -1,7 +1,7 @@
 r"""Gin-driven entry point.
 
-  python -m nlhf_jax.main --gin_file=gin_configs/describe.gin \
-      --gin_file=gin_configs/models/small.gin --gin.MESH_MODEL=2
+  python -m nlhf_jax.main --gin_file=gin_configs/runs/describe.gin \
+      --gin_file=gin_configs/models/small.gin
 
 Flags:
   --gin_file=PATH         a gin file (repeatable; later files win). Paths are
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from typing import Any, Callable, Optional, Sequence
 
@@ -97,6 +98,62 @@ def parse_config(gin_files: Sequence[str], bindings: Sequence[str]) -> None:
       raise ConfigError(f"In binding {binding!r}: {e}{hint}") from e
 
 
+_UNBOUND = "No values supplied by Gin or caller for arguments"
+_SCOPE = re.compile(r"in scope '([^']+)'")
+
+
+def _unbound_gin_argument(error: Exception) -> Optional[ConfigError]:
+  """A ConfigError for gin's "argument has no value" error, else None.
+
+  gin reports an unset macro (e.g. MODEL when no model file is included)
+  or an unbound required argument as a TypeError from the configurable's
+  call; only errors carrying gin's own wording are converted, so a
+  TypeError from inside a job keeps its traceback.
+  """
+  text = str(error)
+  if not isinstance(error, TypeError) or _UNBOUND not in text:
+    return None
+  missing = re.search(re.escape(_UNBOUND) + r": (\[[^\]]*\])", text)
+  scopes = _SCOPE.findall(text)
+  where = (f"macro {scopes[0]} is not set (bind it, e.g. include a "
+           "gin_configs/models/*.gin file or pass --gin.NAME=VALUE)"
+           if scopes and "'macro'" in text else
+           f"no value for {missing.group(1) if missing else 'an argument'}")
+  return ConfigError(where + ".")
+
+
+def _one_line(error: ConfigError) -> str:
+  """The error's own message, without the call chain gin appends to it.
+
+  The innermost gin scope of that chain (e.g. `t5_tiny` for a size file's
+  T5Config) is kept, since it says which binding to fix.
+  """
+  message, _, chain = str(error).partition("\n  In call to configurable")
+  scopes = _SCOPE.findall(chain)
+  suffix = f" (gin scope {scopes[0]})" if scopes else ""
+  return message.strip() + suffix
+
+
+def run_config(gin_files: Sequence[str], bindings: Sequence[str]) -> Any:
+  """Parses gin files and bindings, then runs the bound `run` (library call).
+
+  Raises:
+    ConfigError: any configuration problem found before compute (missing
+      file, bad binding, unset macro, out-of-range value, mesh mismatch).
+  """
+  parse_config(gin_files, bindings)
+  # Under `python -m` this file is `__main__`; gin files bind the copy
+  # imported as `nlhf_jax.main`.
+  from nlhf_jax import main as main_lib  # pylint: disable=g-import-not-at-top,import-self
+  try:
+    return gin.get_configurable(main_lib.run)()
+  except TypeError as e:
+    config_error = _unbound_gin_argument(e)
+    if config_error is None:
+      raise
+    raise config_error from e
+
+
 def _flags(argv: Sequence[str]) -> argparse.Namespace:
   parser = argparse.ArgumentParser(
       prog="python -m nlhf_jax.main", description=__doc__,
@@ -130,18 +187,15 @@ def main(argv: Optional[Sequence[str]] = None) -> Any:
   from nlhf_jax import partitioning  # pylint: disable=g-import-not-at-top
   partitioning.initialize_distributed(
       flags.coordinator_address, flags.num_processes, flags.process_id)
-  # Under `python -m` this file is `__main__`; gin files bind the copy
-  # imported as `nlhf_jax.main`.
-  from nlhf_jax import main as main_lib  # pylint: disable=g-import-not-at-top,import-self
-  configured_run = gin.get_configurable(main_lib.run)
   try:
-    return configured_run()
+    return run_config(gin_files, list(flags.gin_bindings) + bindings)
   except ConfigError as e:
     # Raised while gin builds the bound arguments (config dataclasses
-    # validate in __post_init__) or while checking the mesh: before compute.
-    print(f"Config error: {e}\n  (gin files: {gin_files}; bindings: "
-          f"{bindings})", file=sys.stderr)
+    # validate in __post_init__) or while a job checks mesh, batch and
+    # vocabulary: before compute.
+    print(f"Config error: {_one_line(e)}", file=sys.stderr)
     sys.exit(2)
+
 
 if __name__ == "__main__":
   main()

@@ -14,6 +14,7 @@ import dataclasses
 import optax
 
 from nlhf_jax import adafactor
+from nlhf_jax.errors import ConfigError
 
 OPTIMIZERS = ("adafactor", "adamw")
 SCHEDULES = ("constant", "linear", "cosine")
@@ -51,18 +52,18 @@ class OptimizerConfig:
 
   def __post_init__(self):
     if self.name not in OPTIMIZERS:
-      raise ValueError(f"OptimizerConfig.name must be one of {OPTIMIZERS}, "
-                       f"got {self.name!r}.")
+      raise ConfigError(f"OptimizerConfig.name must be one of {OPTIMIZERS}, "
+                        f"got {self.name!r}.")
     if self.schedule not in SCHEDULES:
-      raise ValueError(f"OptimizerConfig.schedule must be one of "
-                       f"{SCHEDULES}, got {self.schedule!r}.")
+      raise ConfigError(f"OptimizerConfig.schedule must be one of "
+                        f"{SCHEDULES}, got {self.schedule!r}.")
     if not self.learning_rate > 0:
-      raise ValueError(f"OptimizerConfig.learning_rate must be > 0, got "
-                       f"{self.learning_rate!r}.")
+      raise ConfigError(f"OptimizerConfig.learning_rate must be > 0, got "
+                        f"{self.learning_rate!r}.")
     for name in ("warmup_steps", "weight_decay", "grad_clip_norm"):
       if getattr(self, name) < 0:
-        raise ValueError(f"OptimizerConfig.{name} must be >= 0, got "
-                         f"{getattr(self, name)!r}.")
+        raise ConfigError(f"OptimizerConfig.{name} must be >= 0, got "
+                          f"{getattr(self, name)!r}.")
 
 
 def learning_rate_schedule(config: OptimizerConfig,

@@ -57,6 +57,7 @@ import jax
 import jax.numpy as jnp
 
 from nlhf_jax import mixtures
+from nlhf_jax.errors import ConfigError
 from nlhf_jax.models import t5
 
 Array = jax.Array
@@ -95,22 +96,22 @@ class SamplingConfig:
   def __post_init__(self):
     if not isinstance(self.max_decode_length, int) or \
         self.max_decode_length < 1:
-      raise ValueError("SamplingConfig.max_decode_length must be a positive "
-                       f"int, got {self.max_decode_length!r}.")
+      raise ConfigError("SamplingConfig.max_decode_length must be a positive "
+                        f"int, got {self.max_decode_length!r}.")
     if not self.temperature >= 0.0:
-      raise ValueError("SamplingConfig.temperature must be >= 0 (0 = greedy), "
-                       f"got {self.temperature!r}.")
+      raise ConfigError("SamplingConfig.temperature must be >= 0 (0 = greedy), "
+                        f"got {self.temperature!r}.")
     if self.top_k is not None and (not isinstance(self.top_k, int) or
                                    self.top_k < 1):
-      raise ValueError("SamplingConfig.top_k must be None or a positive int, "
-                       f"got {self.top_k!r}.")
+      raise ConfigError("SamplingConfig.top_k must be None or a positive int, "
+                        f"got {self.top_k!r}.")
     if self.top_p is not None and not 0.0 < self.top_p < 1.0:
-      raise ValueError("SamplingConfig.top_p must be None or in (0, 1), got "
-                       f"{self.top_p!r}.")
+      raise ConfigError("SamplingConfig.top_p must be None or in (0, 1), got "
+                        f"{self.top_p!r}.")
     if self.eos_id is not None and (not isinstance(self.eos_id, int) or
                                     self.eos_id <= PAD_ID):
-      raise ValueError(f"SamplingConfig.eos_id must be None or a positive "
-                       f"int (the pad id is {PAD_ID}), got {self.eos_id!r}.")
+      raise ConfigError(f"SamplingConfig.eos_id must be None or a positive "
+                        f"int (the pad id is {PAD_ID}), got {self.eos_id!r}.")
 
 
 class SampleOutput(struct.PyTreeNode):

@@ -43,6 +43,7 @@ from nlhf_jax import metrics as metrics_lib
 from nlhf_jax import optimizers
 from nlhf_jax import partitioning
 from nlhf_jax import train_state as train_state_lib
+from nlhf_jax.errors import ConfigError
 
 TrainState = train_state_lib.TrainState
 StepFn = train_state_lib.StepFn
@@ -86,15 +87,15 @@ class TrainConfig:
   def __post_init__(self):
     for name in ("steps", "batch_size", "log_every"):
       if getattr(self, name) < 1:
-        raise ValueError(f"TrainConfig.{name} must be >= 1, got "
-                         f"{getattr(self, name)!r}.")
+        raise ConfigError(f"TrainConfig.{name} must be >= 1, got "
+                          f"{getattr(self, name)!r}.")
     for name in ("eval_every", "eval_batches", "eval_batch_size"):
       if getattr(self, name) < 0:
-        raise ValueError(f"TrainConfig.{name} must be >= 0, got "
-                         f"{getattr(self, name)!r}.")
+        raise ConfigError(f"TrainConfig.{name} must be >= 0, got "
+                          f"{getattr(self, name)!r}.")
     if self.nan_policy not in NAN_POLICIES:
-      raise ValueError(f"TrainConfig.nan_policy must be one of "
-                       f"{NAN_POLICIES}, got {self.nan_policy!r}.")
+      raise ConfigError(f"TrainConfig.nan_policy must be one of "
+                        f"{NAN_POLICIES}, got {self.nan_policy!r}.")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -280,16 +281,16 @@ def train(*, config: TrainConfig, workdir: str, mesh: Mesh,
     NonFiniteLossError: a non-finite loss under nan_policy='stop'.
   """
   if not isinstance(workdir, str) or not workdir:
-    raise ValueError(f"workdir must be a path string (gin macro WORKDIR), "
-                     f"got {workdir!r}.")
+    raise ConfigError(f"workdir must be a path string (gin macro WORKDIR), "
+                      f"got {workdir!r}.")
   if (evaluator is None) != (eval_data is None):
     raise ValueError("Pass both evaluator and eval_data, or neither.")
   data_devices = mesh.shape["data"] * mesh.shape["fsdp"]
   for name in ("batch_size", "eval_batch_size"):
     if getattr(config, name) % data_devices:
-      raise ValueError(f"TrainConfig.{name}={getattr(config, name)} must be "
-                       f"a multiple of the mesh's data x fsdp size "
-                       f"{data_devices}.")
+      raise ConfigError(f"TrainConfig.{name}={getattr(config, name)} must be "
+                        f"a multiple of the mesh's data x fsdp size "
+                        f"{data_devices}.")
   tx = optimizers.make_optimizer(config.optimizer, config.steps)
   checkpointer = checkpointing.Checkpointer(workdir, config.checkpoint)
   writer = metrics_lib.MetricWriter(workdir, config.tensorboard)

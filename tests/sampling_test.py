@@ -16,6 +16,7 @@ from scipy import stats
 from nlhf_jax import mixtures
 from nlhf_jax import partitioning
 from nlhf_jax import sampling
+from nlhf_jax.errors import ConfigError
 from nlhf_jax.models import T5
 from nlhf_jax.models import T5Config
 from nlhf_jax.models import shift_right
@@ -394,13 +395,13 @@ def test_filters_keep_the_right_sets():
 
 def test_config_and_input_errors(params):
   p, q = params
-  with pytest.raises(ValueError, match="max_decode_length"):
+  with pytest.raises(ConfigError, match="max_decode_length"):
     sampling.SamplingConfig(max_decode_length=0)
-  with pytest.raises(ValueError, match="temperature"):
+  with pytest.raises(ConfigError, match="temperature"):
     sampling.SamplingConfig(max_decode_length=4, temperature=-1.0)
-  with pytest.raises(ValueError, match="top_k"):
+  with pytest.raises(ConfigError, match="top_k"):
     sampling.SamplingConfig(max_decode_length=4, top_k=0)
-  with pytest.raises(ValueError, match="top_p"):
+  with pytest.raises(ConfigError, match="top_p"):
     sampling.SamplingConfig(max_decode_length=4, top_p=1.0)
   other = T5(T5Config(vocab_size=VOCAB + 2, d_model=32, num_heads=4, d_kv=8,
                       d_ff=64, num_encoder_layers=1, num_decoder_layers=1))

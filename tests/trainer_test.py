@@ -20,6 +20,7 @@ from nlhf_jax import metrics as metrics_lib
 from nlhf_jax import optimizers
 from nlhf_jax import partitioning
 from nlhf_jax import trainer
+from nlhf_jax.errors import ConfigError
 
 DIM, OUT, ROWS = 8, 4, 64
 
@@ -192,13 +193,13 @@ def test_sigterm_saves_checkpoint_and_returns_preempted(tmp_path, capsys):
 
 
 def test_config_errors_name_the_field():
-  with pytest.raises(ValueError, match="nan_policy"):
+  with pytest.raises(ConfigError, match="nan_policy"):
     trainer.TrainConfig(nan_policy="ignore")
-  with pytest.raises(ValueError, match="steps"):
+  with pytest.raises(ConfigError, match="steps"):
     trainer.TrainConfig(steps=0)
 
 
 def test_batch_size_must_divide_over_data_devices(tmp_path):
-  with pytest.raises(ValueError, match="multiple of the mesh's data x fsdp "
+  with pytest.raises(ConfigError, match="multiple of the mesh's data x fsdp "
                      "size 4"):
     _train(tmp_path, _config(batch_size=6))
