@@ -1,7 +1,8 @@
 r"""Gin-driven entry point.
 
   python -m nlhf_jax.main --gin_file=gin_configs/runs/describe.gin \
-      --gin_file=gin_configs/models/small.gin
+      --gin_file=gin_configs/models/small.gin \
+      --gin_file=gin_configs/mesh/data_parallel.gin
 
 Flags:
   --gin_file=PATH         a gin file (repeatable; later files win). Paths are
@@ -15,9 +16,11 @@ Flags:
 
 The gin files bind `nlhf_jax.main.run.job`, the function to run (e.g.
 `@model_info.describe`), and that function's arguments. Every configuration
-error (missing file, unknown binding, unparsable or out-of-range value) stops
-the program before any compute with exit code 2 and a message naming the file
-or binding.
+error (missing file or directory, unknown binding, unset macro, unparsable
+or out-of-range value, mesh or batch that does not fit the devices) stops
+the program before any compute with exit code 2 and one line naming the
+file or binding. `run_config(gin_files, bindings)` is the same as a library
+call: it raises `ConfigError` instead of exiting.
 """
 
 from __future__ import annotations

@@ -63,3 +63,22 @@ def test_bad_flag_shape(capsys):
 
 def teardown_module():
   gin.clear_config()
+
+
+def test_help_example_command_runs(capsys):
+  """The command quoted at the top of `--help` works as printed."""
+  lines = main_lib.__doc__.split("\n\n")[1].replace("\\\n", " ").split()
+  assert lines[:3] == ["python", "-m", "nlhf_jax.main"]
+  info = main_lib.main(lines[3:])
+  assert info["num_params"] > 0
+  assert "parameters; mesh" in capsys.readouterr().out
+
+
+def test_run_config_raises_config_error_instead_of_exiting():
+  with pytest.raises(main_lib.ConfigError, match="TrainConfig.steps"):
+    main_lib.run_config(["gin_configs/runs/describe.gin",
+                         "gin_configs/models/tiny.gin",
+                         "gin_configs/mesh/data_parallel.gin"],
+                        ["from nlhf_jax import trainer",
+                         "trainer.TrainConfig.steps = 0",
+                         "model_info.describe.model = @trainer.TrainConfig()"])
