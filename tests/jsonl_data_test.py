@@ -10,6 +10,7 @@ import pytest
 
 from nlhf_jax import data_iterators as di
 from nlhf_jax import jsonl_data
+from nlhf_jax.errors import ConfigError
 from nlhf_jax.data import synthetic
 
 
@@ -80,11 +81,13 @@ def test_pair_arrays_labels_and_p_star(small_world):
 
 def test_bad_settings_are_reported(small_world, tmp_path):
   data_dir, vocab = small_world
-  with pytest.raises(ValueError, match="not a directory"):
+  with pytest.raises(ConfigError, match="not a directory"):
     jsonl_data.SftJsonlSource(str(tmp_path / "nope"), vocab)
-  with pytest.raises(ValueError, match="DATA_DIR"):
+  with pytest.raises(ConfigError, match="DATA_DIR"):
     jsonl_data.SftJsonlSource(None, vocab)
-  with pytest.raises(FileNotFoundError, match="SentencePiece model"):
-    jsonl_data.SftJsonlSource(data_dir, str(tmp_path / "x.model")).encode("a")
+  # A missing vocabulary is a config error when the source is built, not a
+  # FileNotFoundError at the first encode.
+  with pytest.raises(ConfigError, match="x.model' is not a file"):
+    jsonl_data.SftJsonlSource(data_dir, str(tmp_path / "x.model"))
   with pytest.raises(ValueError, match="split"):
     jsonl_data.PreferenceJsonlSource(data_dir, vocab).arrays("test")
