@@ -145,6 +145,11 @@ def run_config(gin_files: Sequence[str], bindings: Sequence[str]) -> Any:
       file, bad binding, unset macro, out-of-range value, mesh mismatch).
   """
   parse_config(gin_files, bindings)
+  return _run_parsed()
+
+
+def _run_parsed() -> Any:
+  """Calls the `run` bound by the parsed gin config (see `run_config`)."""
   # Under `python -m` this file is `__main__`; gin files bind the copy
   # imported as `nlhf_jax.main`.
   from nlhf_jax import main as main_lib  # pylint: disable=g-import-not-at-top,import-self
@@ -191,7 +196,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Any:
   partitioning.initialize_distributed(
       flags.coordinator_address, flags.num_processes, flags.process_id)
   try:
-    return run_config(gin_files, list(flags.gin_bindings) + bindings)
+    return _run_parsed()  # The config was parsed above, before JAX started.
   except ConfigError as e:
     # Raised while gin builds the bound arguments (config dataclasses
     # validate in __post_init__) or while a job checks mesh, batch and

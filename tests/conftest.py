@@ -35,3 +35,14 @@ def random_params():
     return jax.tree_util.tree_map_with_path(draw, abstract)
 
   return make
+
+
+@pytest.fixture(scope="session")
+def small_world(tmp_path_factory):
+  """(data_dir, vocabulary path): a 200-post synthetic world, 400 pieces."""
+  from nlhf_jax import jsonl_data  # pylint: disable=g-import-not-at-top
+  from nlhf_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+  out = tmp_path_factory.mktemp("small_world")
+  synthetic.generate(str(out), seed=1, size=200)
+  model = jsonl_data.train_sentencepiece(str(out), str(out / "sp"), 400)
+  return str(out), model

@@ -11,15 +11,6 @@ import pytest
 from nlhf_jax import data_iterators as di
 from nlhf_jax import jsonl_data
 from nlhf_jax.errors import ConfigError
-from nlhf_jax.data import synthetic
-
-
-@pytest.fixture(scope="module")
-def small_world(tmp_path_factory):
-  out = tmp_path_factory.mktemp("small_world")
-  synthetic.generate(str(out), seed=1, size=200)
-  model = jsonl_data.train_sentencepiece(str(out), str(out / "sp"), 400)
-  return str(out), model
 
 
 def test_sft_arrays_follow_the_seq2seq_layout(small_world):

@@ -7,18 +7,7 @@ import sys
 
 import pytest
 
-from nlhf_jax import jsonl_data
-from nlhf_jax.data import synthetic
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope="module")
-def small_world(tmp_path_factory):
-  out = tmp_path_factory.mktemp("cli_world")
-  synthetic.generate(str(out), seed=0, size=400)
-  vocab = jsonl_data.train_sentencepiece(str(out), str(out / "sp"), 512)
-  return str(out), vocab
 
 
 def _cli(argv, workdir):

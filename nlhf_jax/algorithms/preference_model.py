@@ -70,7 +70,7 @@ class LayoutConfig:
   def __post_init__(self):
     if self.length < 2:
       raise ConfigError(f"LayoutConfig.length must be >= 2, got "
-                       f"{self.length}.")
+                        f"{self.length}.")
 
 
 def make_layout(config: LayoutConfig, data: Any) -> PairLayout:
@@ -120,7 +120,8 @@ def _pair(batch: Batch):
           batch["decoder_target_tokens_b"])
 
 
-def make_train_step(model: t5.T5Scorer, layout: PairLayout) -> train_state.StepFn:
+def make_train_step(model: t5.T5Scorer,
+                    layout: PairLayout) -> train_state.StepFn:
   """Cross-entropy on both presentation orders (module docstring).
 
   Metrics: loss, accuracy (symmetrised P against labels), order_gap
@@ -185,7 +186,8 @@ def eval_outputs(prob: jax.Array, batch: Batch) -> dict[str, jax.Array]:
   return out
 
 
-def make_evaluator(model: t5.T5Scorer, layout: PairLayout) -> train_state.Evaluator:
+def make_evaluator(model: t5.T5Scorer,
+                   layout: PairLayout) -> train_state.Evaluator:
   """Symmetrised-probability evaluation (see `summarize_pairwise`)."""
 
   def step(state, batch):

@@ -51,7 +51,7 @@ class RewardLayoutConfig:
   def __post_init__(self):
     if self.length < 2:
       raise ConfigError(f"RewardLayoutConfig.length must be >= 2, got "
-                       f"{self.length}.")
+                        f"{self.length}.")
 
 
 def make_layout(config: RewardLayoutConfig, data: Any) -> RewardLayout:
@@ -113,5 +113,5 @@ def make_evaluator(model: t5.T5Scorer,
     r_a, r_b = _pair_rewards(model, state.params, batch, layout)
     return preference_model.eval_outputs(jax.nn.sigmoid(r_a - r_b), batch)
 
-  return train_state.Evaluator(step=step,
-                           summarize=preference_model.summarize_pairwise)
+  return train_state.Evaluator(
+      step=step, summarize=preference_model.summarize_pairwise)

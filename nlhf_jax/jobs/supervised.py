@@ -66,6 +66,24 @@ def sft_job(*, model: t5.T5Config, mesh: partitioning.MeshConfig,
               progress=("loss", "token_accuracy"), scorer=False)
 
 
+def _scorer_job(algorithm: Any, layout: Any, progress: tuple[str, ...], *,
+                model: t5.T5Config, mesh: partitioning.MeshConfig,
+                train: trainer.TrainConfig,
+                data: data_iterators.DataSource, workdir: str,
+                init: checkpointing.InitConfig) -> trainer.TrainResult:
+  """A T5Scorer trained by `algorithm` (`preference_model` or
+  `reward_model`: both have make_layout, make_train_step, make_evaluator)."""
+  model_init.check_vocabulary(model, data)
+  net = t5.T5Scorer(model)
+  token_layout = algorithm.make_layout(layout, data)
+  return _run(model=model, mesh=mesh, train=train, data=data,
+              workdir=workdir, init=init,
+              init_fn=model_init.scorer_init_fn(net, train.seed),
+              step_fn=algorithm.make_train_step(net, token_layout),
+              evaluator=algorithm.make_evaluator(net, token_layout),
+              progress=progress, scorer=True)
+
+
 def preference_model_job(
     *, model: t5.T5Config, mesh: partitioning.MeshConfig,
     train: trainer.TrainConfig, data: data_iterators.DataSource,
@@ -88,15 +106,10 @@ def preference_model_job(
   Returns:
     The TrainResult; `eval_metrics` holds accuracy / log_loss / ece.
   """
-  model_init.check_vocabulary(model, data)
-  net = t5.T5Scorer(model)
-  pair = preference_model.make_layout(layout, data)
-  return _run(model=model, mesh=mesh, train=train, data=data,
-              workdir=workdir, init=init,
-              init_fn=model_init.scorer_init_fn(net, train.seed),
-              step_fn=preference_model.make_train_step(net, pair),
-              evaluator=preference_model.make_evaluator(net, pair),
-              progress=("loss", "accuracy", "order_gap"), scorer=True)
+  return _scorer_job(preference_model, layout,
+                     ("loss", "accuracy", "order_gap"), model=model,
+                     mesh=mesh, train=train, data=data, workdir=workdir,
+                     init=init)
 
 
 def reward_model_job(
@@ -121,12 +134,6 @@ def reward_model_job(
   Returns:
     The TrainResult; `eval_metrics` holds accuracy / log_loss / ece.
   """
-  model_init.check_vocabulary(model, data)
-  net = t5.T5Scorer(model)
-  reward_layout = reward_model.make_layout(layout, data)
-  return _run(model=model, mesh=mesh, train=train, data=data,
-              workdir=workdir, init=init,
-              init_fn=model_init.scorer_init_fn(net, train.seed),
-              step_fn=reward_model.make_train_step(net, reward_layout),
-              evaluator=reward_model.make_evaluator(net, reward_layout),
-              progress=("loss", "accuracy"), scorer=True)
+  return _scorer_job(reward_model, layout, ("loss", "accuracy"),
+                     model=model, mesh=mesh, train=train, data=data,
+                     workdir=workdir, init=init)
