@@ -3,15 +3,17 @@
   python -m benchmarks.nash_md_benchmark [--size matched|tiny]
       [--batch 8 --prompt_len 64 --new_tokens 32]
 
-Times the library step `nlhf_jax.algorithms.nash_md.make_train_step`
-(jitted, state donated, as the trainer runs it) and reports samples/s
+Times the library step `nlhf_jax.algorithms.nash_md.make_train_step` as
+the trainer runs it: the `program.Program` of that step (guarded, state
+donated, frozen models as sharded arguments) on a mesh of the local
+devices; it reports samples/s
 (prompts per second; each prompt yields the pair y, y') and generated
 tokens/s (2 · batch · new_tokens per step, the peer's definition). The
 split times the library's pieces, each jitted on its own:
 
   sampling  `online.sample_policy_and_mixture` (y ~ π_θ and y' ~ π^{1−β}μ^β
             in one batched decode of [x; x]);
-  judging   `preference_model.preference_probability` (both orders);
+  judging   `models.preference.preference_probability` (both orders);
   update    `nash_md.preference_update` (judging + teacher-forced log π,
             REINFORCE loss, optimizer step) minus the judging time, so
             `update_s` is derived, not timed on its own.
@@ -35,7 +37,6 @@ import argparse
 import dataclasses
 from typing import Any, Callable, Optional, Sequence
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
@@ -43,11 +44,13 @@ from benchmarks import common
 from benchmarks import train_step_benchmark
 from nlhf_jax import model_info
 from nlhf_jax import optimizers
+from nlhf_jax import partitioning
+from nlhf_jax import program as program_lib
 from nlhf_jax import train_state
 from nlhf_jax.algorithms import nash_md
 from nlhf_jax.algorithms import online
-from nlhf_jax.algorithms import preference_model as pm_lib
 from nlhf_jax.models import init as model_init
+from nlhf_jax.models import preference
 from nlhf_jax.models import t5
 
 MATCHED = t5.T5Config(vocab_size=32128, d_model=160, num_heads=4, d_kv=40,
@@ -91,12 +94,12 @@ TINY_SETTINGS = Settings(batch=2, prompt_len=8, new_tokens=4)
 @dataclasses.dataclass
 class Pieces:
   """The fused step, the pieces for the split and their fixed inputs."""
-  step: Callable[..., Any]        # (state, batch, rng, frozen)
+  program: program_lib.Program    # step(state, batch, base_rng, frozen)
   sample: Callable[..., Any]      # (params, ref, prompts, rng) -> (y, y')
   judge: Callable[..., Any]       # (pref, prompts, y, y') -> P [b]
   judge_update: Callable[..., Any]  # (state, prompts, y, y', frozen)
   state: train_state.TrainState
-  frozen: dict[str, Any]
+  frozen: train_state.Frozen
   prompts: jax.Array
 
 
@@ -112,14 +115,6 @@ def build(config: t5.T5Config, settings: Settings, seed: int = 0) -> Pieces:
       name="adamw", learning_rate=settings.learning_rate), 1000)
   policy_init = model_init.init_fn(policy, seed)
   scorer_init = model_init.scorer_init_fn(scorer, seed + 2)
-
-  def init():
-    params = nn.unbox(policy_init())
-    return (train_state.TrainState.create(params, tx),
-            jax.tree.map(jnp.copy, params), nn.unbox(scorer_init()))
-
-  # One jitted program: eager initialisation compiles op by op.
-  state, ref, pref = jax.jit(init)()
   nash_config = nash_md.NashMDConfig(beta=settings.beta, tau=settings.tau)
   responses = online.ResponseConfig(max_decode_length=settings.new_tokens)
   scfg = responses.sampling_config()
@@ -130,19 +125,27 @@ def build(config: t5.T5Config, settings: Settings, seed: int = 0) -> Pieces:
                                             settings.beta, scfg)
 
   def judge(pref_params, x, y, y2):
-    return pm_lib.preference_probability(scorer, pref_params, x, y.tokens,
+    return preference.preference_probability(scorer, pref_params, x, y.tokens,
                                          y2.tokens, layout)
 
   def judge_update(st, x, y, y2, frozen):
     return nash_md.preference_update(policy, scorer, layout, settings.tau,
                                      st, x, y, y2, frozen)
 
-  step = nash_md.make_train_step(policy, policy, scorer, layout,
-                                 nash_config, responses)
-  return Pieces(step=step, sample=sample, judge=judge,
-                judge_update=judge_update, state=state,
-                frozen={"reference": ref, "preference": pref},
-                prompts=prompts)
+  program = program_lib.build(
+      mesh=partitioning.make_mesh(partitioning.MeshConfig(-1, 1, 1)),
+      init_fn=policy_init, tx=tx,
+      step_fn=nash_md.make_train_step(policy, policy, scorer, layout,
+                                      nash_config, responses),
+      frozen_init=train_state.Frozen(reference=policy_init,
+                                     judge=scorer_init))
+  state = program.create_state(program.fresh_params())
+  frozen = train_state.Frozen(
+      reference=jax.tree.map(jnp.copy, state.params),
+      judge=partitioning.sharded_init(scorer_init, program.mesh)[0])
+  return Pieces(program=program, sample=sample, judge=judge,
+                judge_update=judge_update, state=state, frozen=frozen,
+                prompts=jax.device_put(prompts, program.batch_sharding))
 
 
 def _copy(tree: Any) -> Any:
@@ -151,16 +154,17 @@ def _copy(tree: Any) -> Any:
 
 def time_fused(pieces: Pieces, warmup: int,
                repeats: int) -> tuple[dict[str, Any], dict[str, Any]]:
-  """Median time of the jitted library step; also its last metrics."""
-  step = jax.jit(pieces.step, donate_argnums=0)
+  """Median time of the Program's step; also its last metrics."""
+  program = pieces.program
   batch = {"encoder_input_tokens": pieces.prompts}
   box = {"state": _copy(pieces.state), "metrics": None}
-  base = jax.random.PRNGKey(7)
+  base = jax.device_put(jax.random.PRNGKey(7),
+                        partitioning.replicated(program.mesh))
 
   def run():
-    rng = jax.random.fold_in(base, box["state"].step)
-    box["state"], box["metrics"] = step(box["state"], batch, rng,
-                                        pieces.frozen)
+    with partitioning.activate(program.mesh):
+      box["state"], box["metrics"] = program.step(box["state"], batch, base,
+                                                  pieces.frozen)
     return box["metrics"]
 
   timing = common.time_calls(run, warmup, repeats)
@@ -171,7 +175,7 @@ def time_split(pieces: Pieces, warmup: int, repeats: int) -> dict[str, Any]:
   """Times sampling, judging and judging + update, each jitted alone."""
   sample, judge = jax.jit(pieces.sample), jax.jit(pieces.judge)
   judge_update = jax.jit(pieces.judge_update, donate_argnums=0)
-  ref, pref = pieces.frozen["reference"], pieces.frozen["preference"]
+  ref, pref = pieces.frozen.reference, pieces.frozen.judge
   x, rng = pieces.prompts, jax.random.PRNGKey(3)
   y, y2 = sample(pieces.state.params, ref, x, rng)
   box = {"state": _copy(pieces.state)}

@@ -46,8 +46,9 @@ from benchmarks import matmul_peak
 from nlhf_jax import model_info
 from nlhf_jax import optimizers
 from nlhf_jax import train_state
-from nlhf_jax.algorithms import packing
+from nlhf_jax.models import packing
 from nlhf_jax.algorithms import preference_model as pm_lib
+from nlhf_jax.models import preference
 from nlhf_jax.algorithms import sft
 from nlhf_jax.models import init as model_init
 from nlhf_jax.models import t5
@@ -145,11 +146,11 @@ def build_sft(config: t5.T5Config, batch: int, enc_len: int,
                tokens_per_step=batch * (enc_len + dec_len))
 
 
-def pair_layout(prompt_len: int, response_len: int) -> pm_lib.PairLayout:
+def pair_layout(prompt_len: int, response_len: int) -> preference.PairLayout:
   """Packed [x; M1 y; M2 y'; EOS] layout with 3-token markers (as aot.py)."""
   markers = ((3, 4, 5), (3, 4, 6))
   length = prompt_len + packing.min_length([response_len] * 2, markers)
-  return pm_lib.PairLayout(length, *markers)
+  return preference.PairLayout(length, *markers)
 
 
 def build_preference(config: t5.T5Config, batch: int, prompt_len: int,

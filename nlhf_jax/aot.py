@@ -9,7 +9,10 @@ compiles the SFT step, the preference-model step and the Nash-MD-PG step
 (policy + reference + preference model, sampling included) for the slice's
 devices with the mesh from gin, and prints per-device memory (arguments,
 outputs, temporaries) from the compiled memory analysis with a verdict
-against the chip's HBM. No TPU is needed and nothing is allocated.
+against the chip's HBM. No TPU is needed and nothing is allocated. Each
+step is the trainer's own: `trainer.build_program` makes the Program
+(state layout, frozen models, guarded and donated step) that a run of the
+same configuration executes, and `Program.lower` compiles exactly it.
 
 Models: POLICY_MODEL and PREFERENCE_MODEL macros if bound, else MODEL for
 both (include two model files and bind them for a policy/PM size pair).
@@ -31,23 +34,21 @@ import os
 import sys
 from typing import Any, Callable, Optional, Sequence
 
-# Compile for TPU from a CPU host: the local backend stays the CPU.
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
-
-import flax.linen as nn  # pylint: disable=g-import-not-at-top
 import jax
 import jax.numpy as jnp
 
 from nlhf_jax import aot_memory
-from nlhf_jax import optimizers
 from nlhf_jax import partitioning
-from nlhf_jax import train_state as ts
+from nlhf_jax import program as program_lib
+from nlhf_jax import train_state
+from nlhf_jax import trainer
 from nlhf_jax.algorithms import nash_md
 from nlhf_jax.algorithms import online
-from nlhf_jax.algorithms import preference_model as pm_lib
+from nlhf_jax.algorithms import preference_model
 from nlhf_jax.algorithms import sft
 from nlhf_jax.errors import ConfigError
 from nlhf_jax.models import init as model_init
+from nlhf_jax.models import preference
 from nlhf_jax.models import t5
 
 PROGRAMS = ("sft", "preference_model", "nash_md")
@@ -66,86 +67,60 @@ class Shapes:
     return self.input_length + 2 * self.target_length + 8
 
 
-def _abstract_state(init_fn: Callable[[], Any], mesh, tx):
-  boxed = ts.abstract_boxed_params(init_fn)
-  state = jax.eval_shape(lambda p: ts.TrainState.create(p, tx),
-                         nn.unbox(boxed))
-  shardings = ts.state_shardings(state, boxed, mesh)
-  return partitioning.abstract_with_shardings(state, shardings), shardings
+def _tokens(batch: int, length: int) -> jax.ShapeDtypeStruct:
+  return jax.ShapeDtypeStruct((batch, length), jnp.int32)
 
 
-def _abstract_params(init_fn: Callable[[], Any], mesh):
-  boxed = ts.abstract_boxed_params(init_fn)
-  shardings = ts.params_shardings(boxed, mesh)
-  return partitioning.abstract_with_shardings(nn.unbox(boxed), shardings), shardings
+def _compile(program: program_lib.Program,
+             batch: dict[str, jax.ShapeDtypeStruct]) -> Any:
+  return program.lower(batch).compile()
 
 
-def _tokens(mesh, batch: int, length: int):
-  return jax.ShapeDtypeStruct((batch, length), jnp.int32,
-                              sharding=partitioning.batch_sharding(mesh))
-
-
-def _compile(step, args, in_shardings, out_shardings, mesh):
-  rng = jax.ShapeDtypeStruct((2,), jnp.uint32,
-                             sharding=partitioning.replicated(mesh))
-  args = args[:2] + (rng,) + args[2:]
-  in_shardings = in_shardings[:2] + (partitioning.replicated(mesh),) + \
-      in_shardings[2:]
-  with partitioning.activate(mesh):
-    jitted = jax.jit(step, in_shardings=in_shardings,
-                     out_shardings=out_shardings, donate_argnums=0)
-    return jitted.lower(*args).compile()
-
-
-def compile_sft(policy_cfg: t5.T5Config, mesh, shapes: Shapes, tx):
+def compile_sft(policy_cfg: t5.T5Config, mesh, shapes: Shapes,
+                config: trainer.TrainConfig):
   net = t5.T5(policy_cfg)
-  state, sh = _abstract_state(model_init.init_fn(net, 0), mesh, tx)
+  program = trainer.build_program(config, mesh, model_init.init_fn(net, 0),
+                                  sft.make_train_step(net))
   b, lx, ly = shapes.batch_size, shapes.input_length, shapes.target_length
-  batch = {"encoder_input_tokens": _tokens(mesh, b, lx),
-           "decoder_input_tokens": _tokens(mesh, b, ly),
-           "decoder_target_tokens": _tokens(mesh, b, ly),
-           "decoder_loss_weights": _tokens(mesh, b, ly)}
-  batch_sh = jax.tree.map(lambda x: x.sharding, batch)
-  return _compile(sft.make_train_step(net), (state, batch), (sh, batch_sh),
-                  (sh, partitioning.replicated(mesh)), mesh)
+  return _compile(program, {"encoder_input_tokens": _tokens(b, lx),
+                            "decoder_input_tokens": _tokens(b, ly),
+                            "decoder_target_tokens": _tokens(b, ly),
+                            "decoder_loss_weights": _tokens(b, ly)})
 
 
-def _pair_layout(shapes: Shapes) -> pm_lib.PairLayout:
-  return pm_lib.PairLayout(shapes.pair_length, (3, 4, 5), (3, 4, 6))
+def _pair_layout(shapes: Shapes) -> preference.PairLayout:
+  # Marker ids do not change shapes or memory; these stand in for the
+  # tokenisation of " Summary 1:" / " Summary 2:".
+  return preference.PairLayout(shapes.pair_length, (3, 4, 5), (3, 4, 6))
 
 
-def compile_preference_model(pm_cfg: t5.T5Config, mesh, shapes: Shapes, tx):
+def compile_preference_model(pm_cfg: t5.T5Config, mesh, shapes: Shapes,
+                             config: trainer.TrainConfig):
   net = t5.T5Scorer(pm_cfg)
-  init = model_init.scorer_init_fn(net, 0)
-  state, sh = _abstract_state(init, mesh, tx)
+  program = trainer.build_program(
+      config, mesh, model_init.scorer_init_fn(net, 0),
+      preference_model.make_train_step(net, _pair_layout(shapes)))
   b, lx, ly = shapes.batch_size, shapes.input_length, shapes.target_length
-  batch = {"encoder_input_tokens": _tokens(mesh, b, lx),
-           "decoder_target_tokens_a": _tokens(mesh, b, ly),
-           "decoder_target_tokens_b": _tokens(mesh, b, ly),
-           "label": jax.ShapeDtypeStruct(
-               (b,), jnp.int32, sharding=partitioning.batch_sharding(mesh))}
-  batch_sh = jax.tree.map(lambda x: x.sharding, batch)
-  step = pm_lib.make_train_step(net, _pair_layout(shapes))
-  return _compile(step, (state, batch), (sh, batch_sh),
-                  (sh, partitioning.replicated(mesh)), mesh)
+  return _compile(program, {
+      "encoder_input_tokens": _tokens(b, lx),
+      "decoder_target_tokens_a": _tokens(b, ly),
+      "decoder_target_tokens_b": _tokens(b, ly),
+      "label": jax.ShapeDtypeStruct((b,), jnp.int32)})
 
 
 def compile_nash_md(policy_cfg: t5.T5Config, pm_cfg: t5.T5Config, mesh,
-                    shapes: Shapes, tx):
+                    shapes: Shapes, config: trainer.TrainConfig):
   policy, scorer = t5.T5(policy_cfg), t5.T5Scorer(pm_cfg)
-  state, sh = _abstract_state(model_init.init_fn(policy, 0), mesh, tx)
-  ref, ref_sh = _abstract_params(model_init.init_fn(policy, 0), mesh)
-  pm, pm_sh = _abstract_params(model_init.scorer_init_fn(scorer, 0), mesh)
-  batch = {"encoder_input_tokens": _tokens(mesh, shapes.batch_size,
-                                           shapes.input_length)}
-  batch_sh = jax.tree.map(lambda x: x.sharding, batch)
   step = nash_md.make_train_step(
       policy, policy, scorer, _pair_layout(shapes), nash_md.NashMDConfig(),
       online.ResponseConfig(max_decode_length=shapes.target_length))
-  frozen = {"reference": ref, "preference": pm}
-  frozen_sh = {"reference": ref_sh, "preference": pm_sh}
-  return _compile(step, (state, batch, frozen), (sh, batch_sh, frozen_sh),
-                  (sh, partitioning.replicated(mesh)), mesh)
+  program = trainer.build_program(
+      config, mesh, model_init.init_fn(policy, 0), step,
+      frozen_init=train_state.Frozen(
+          reference=model_init.init_fn(policy, 0),
+          judge=model_init.scorer_init_fn(scorer, 0)))
+  return _compile(program, {"encoder_input_tokens": _tokens(
+      shapes.batch_size, shapes.input_length)})
 
 
 def compile_programs(topology: str, policy_cfg: t5.T5Config,
@@ -154,10 +129,13 @@ def compile_programs(topology: str, policy_cfg: t5.T5Config,
                      shapes: Shapes = Shapes(),
                      programs: Sequence[str] = PROGRAMS,
                      log: Callable[[str], None] = print,
-                     on_report: Optional[Callable[[Any], None]] = None
+                     on_report: Optional[Callable[[Any], None]] = None,
+                     train: Optional[trainer.TrainConfig] = None
                      ) -> list[aot_memory.MemoryReport]:
   """Compiles the named train steps for `topology`; one report each.
 
+  `train` supplies the optimizer and NaN policy (default: the trainer's
+  defaults); its batch size is replaced by `shapes.batch_size`.
   `on_report` is called with each report as soon as it exists (so a long
   series of compilations keeps what it measured if interrupted).
   """
@@ -173,14 +151,15 @@ def compile_programs(topology: str, policy_cfg: t5.T5Config,
         f"--batch_size={shapes.batch_size} does not split over the batch "
         f"axes {partitioning.BATCH_AXES} of the {topology} mesh "
         f"({batch_shards} shards); use a multiple of {batch_shards}.")
-  # The trainer's optimizer (Adafactor with the project defaults).
-  tx = optimizers.make_optimizer(optimizers.OptimizerConfig(), 1)
+  config = dataclasses.replace(train or trainer.TrainConfig(),
+                               batch_size=shapes.batch_size,
+                               eval_batch_size=0)
   builders = {
-      "sft": lambda: compile_sft(policy_cfg, mesh, shapes, tx),
+      "sft": lambda: compile_sft(policy_cfg, mesh, shapes, config),
       "preference_model": lambda: compile_preference_model(
-          pm_cfg, mesh, shapes, tx),
+          pm_cfg, mesh, shapes, config),
       "nash_md": lambda: compile_nash_md(policy_cfg, pm_cfg, mesh, shapes,
-                                         tx),
+                                         config),
   }
   reports = []
   for name in programs:
@@ -230,6 +209,9 @@ def main(argv: Optional[Sequence[str]] = None) -> list[dict[str, Any]]:
   """CLI entry point (see the module docstring)."""
   from nlhf_jax import main as main_lib  # pylint: disable=g-import-not-at-top
   argv = list(sys.argv[1:] if argv is None else argv)
+  if not os.environ.get("JAX_PLATFORMS"):
+    # Compile for TPU from a CPU host: the local backend stays the CPU.
+    jax.config.update("jax_platforms", "cpu")
   parser = argparse.ArgumentParser(prog="python -m nlhf_jax.aot",
                                    description=__doc__,
                                    formatter_class=(
@@ -266,7 +248,7 @@ def main(argv: Optional[Sequence[str]] = None) -> list[dict[str, Any]]:
     def record(report):
       row = dict(report.as_dict(), policy_d_model=policy_cfg.d_model,
                  pm_d_model=pm_cfg.d_model, remat=policy_cfg.remat_policy,
-                 optimizer="nlhf_jax.adafactor",
+                 optimizer=trainer.TrainConfig().optimizer.name,
                  batch_size=flags.batch_size,
                  input_length=flags.input_length,
                  target_length=flags.target_length,

@@ -66,7 +66,7 @@ _INCLUDE = re.compile(r"^\s*include\s+['\"]([^'\"]+)['\"]", re.MULTILINE)
 _SETTINGS_BINDINGS = """
 from __gin__ import dynamic_registration
 from nlhf_jax import sweep
-from nlhf_jax.algorithms import preference_model
+from nlhf_jax.models import preference
 sweep.resolved_settings:
   policy = %POLICY_MODEL
   preference = %PREFERENCE_MODEL
@@ -75,7 +75,7 @@ sweep.resolved_settings:
   input_length = %INPUT_LENGTH
   response_length = %RESPONSE_LENGTH
   train_steps = %TRAIN_STEPS
-  layout = @preference_model.LayoutConfig()
+  layout = @preference.LayoutConfig()
 """
 
 
@@ -409,7 +409,7 @@ def make_judges(settings: RunSettings, pm_dir: str, p_star: bool
   tournament's order averaging is only kept for P*, where it is free.
   """
   from nlhf_jax import jsonl_data  # pylint: disable=g-import-not-at-top
-  from nlhf_jax.algorithms import preference_model as pm_lib  # pylint: disable=g-import-not-at-top
+  from nlhf_jax.models import preference  # pylint: disable=g-import-not-at-top
   from nlhf_jax.evaluation import generation  # pylint: disable=g-import-not-at-top
   from nlhf_jax.evaluation import judges  # pylint: disable=g-import-not-at-top
   data = jsonl_data.SftJsonlSource(
@@ -418,8 +418,8 @@ def make_judges(settings: RunSettings, pm_dir: str, p_star: bool
       target_length=settings.response_length)
   params = generation.restore_scorer(pm_dir, settings.preference)
   score_fn = generation.preference_model_score_fn(
-      settings.preference, params, data, pm_lib.make_layout(settings.layout,
-                                                            data))
+      settings.preference, params, data,
+      preference.make_layout(settings.layout, data))
   out = {}
   if p_star:
     out["p_star"] = (judges.synthetic_judge(), True)

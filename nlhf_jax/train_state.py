@@ -1,14 +1,14 @@
-"""Train state of the optimised model and read-only frozen parameter sets.
+"""Train state of the optimised model and the read-only frozen models.
 
 `TrainState` holds what changes during training (step, params, optimizer
 state, optional EMA params for Nash-EMA-PG). Parameters that are only read
-(the reference policy μ, the preference model, the reward model) are held in
-`FrozenParams` and never enter an optimizer.
+(the reference policy μ, the judge: preference or reward model) travel as a
+`Frozen`, one field per role, and never enter an optimizer.
 
 Sharding: parameters carry logical axis names from the Flax modules;
 `state_shardings` maps them, and the optimizer-state leaves derived from
 each parameter, to `NamedSharding`s with the one rule table of
-`partitioning`. `create_sharded` initialises the state directly in that
+`partitioning`. `nlhf_jax.program` builds the state directly in that
 layout (eval_shape -> shardings -> jit with out_shardings), so no device
 ever holds a full replica of a large model.
 """
@@ -89,19 +89,22 @@ class Evaluator:
   summarize: Callable[[Mapping[str, np.ndarray]], dict[str, float]]
 
 
-class FrozenParams(struct.PyTreeNode):
-  """Read-only parameters of a fixed model (reference, preference, reward).
+class Frozen(struct.PyTreeNode):
+  """The fixed models an online step reads, one field per role.
+
+  The same container carries the parameters, their abstract shapes with
+  shardings (`program.Program.abstract_frozen`) and their initialisers
+  (`program.build(frozen_init=...)`).
 
   Attributes:
-    params: parameter pytree; `value` returns it behind `stop_gradient`, so
-      no gradient can flow into a frozen model.
+    reference: the reference policy μ (the SFT model): the mixture's and
+      the KL's second model.
+    judge: the preference model (Nash methods, Online IPO) or the reward
+      model (RLHF); None for a judge without parameters.
   """
 
-  params: PyTree
-
-  @property
-  def value(self) -> PyTree:
-    return jax.lax.stop_gradient(self.params)
+  reference: Optional[PyTree] = None
+  judge: Optional[PyTree] = None
 
 
 def _key_name(key: Any) -> str:
@@ -176,17 +179,6 @@ def tree_shardings(tree: PyTree, logical_axes: PyTree, mesh: Mesh,
   return jax.tree.map(one, tree, logical_axes)
 
 
-def abstract_boxed_params(init_fn: Callable[[], PyTree]) -> PyTree:
-  """Shapes of `init_fn()` with their logical-axis boxes, no allocation."""
-  return jax.eval_shape(init_fn)
-
-
-def params_shardings(abstract_boxed: PyTree, mesh: Mesh,
-                     rules=partitioning.LOGICAL_AXIS_RULES) -> PyTree:
-  """NamedShardings of the (unboxed) parameters."""
-  return partitioning.logical_shardings(abstract_boxed, mesh, rules)
-
-
 def state_shardings(abstract_state: TrainState, abstract_boxed: PyTree,
                     mesh: Mesh,
                     rules=partitioning.LOGICAL_AXIS_RULES) -> TrainState:
@@ -195,41 +187,3 @@ def state_shardings(abstract_state: TrainState, abstract_boxed: PyTree,
   axes = nn.get_partition_spec(abstract_boxed)
   logical = tree_logical_axes(abstract_state, abstract_params, axes)
   return tree_shardings(abstract_state, logical, mesh, rules)
-
-
-def create_sharded(init_fn: Callable[[], PyTree],
-                   tx: optax.GradientTransformation, mesh: Mesh, *,
-                   with_ema: bool = False,
-                   params: Optional[PyTree] = None,
-                   rules=partitioning.LOGICAL_AXIS_RULES
-                   ) -> tuple[TrainState, TrainState]:
-  """Creates a TrainState laid out on `mesh`.
-
-  Args:
-    init_fn: no-argument function returning logically boxed parameters
-      (e.g. `lambda: model.init(rng, ...)['params']`); only its shapes are
-      used when `params` is given.
-    tx: the optimizer.
-    mesh: target mesh.
-    with_ema: also hold EMA params (initialised to the params).
-    params: optional initial parameters (e.g. from a pretrained checkpoint)
-      with the structure of `nn.unbox(init_fn())`.
-    rules: logical-axis rules.
-
-  Returns:
-    (state, shardings): the state and a TrainState of NamedShardings.
-  """
-  boxed = abstract_boxed_params(init_fn)
-
-  def create(p):
-    return TrainState.create(p, tx, with_ema=with_ema)
-
-  abstract_state = jax.eval_shape(create, nn.unbox(boxed))
-  shardings = state_shardings(abstract_state, boxed, mesh, rules)
-  if params is None:
-    state = jax.jit(lambda: create(nn.unbox(init_fn())),
-                    out_shardings=shardings)()
-  else:
-    state = jax.jit(create, in_shardings=(shardings.params,),
-                    out_shardings=shardings)(params)
-  return state, shardings

@@ -1,15 +1,16 @@
 """Algorithm-agnostic training loop.
 
-An algorithm supplies `step_fn(state, batch, rng) -> (state, metrics)` (its
-`make_train_step`), optionally an `Evaluator`, and the data; `train` does the
-rest:
+An algorithm supplies `step_fn(state, batch, rng[, frozen]) -> (state,
+metrics)` (its `make_train_step`); `build_program` turns it, the run's
+optimizer and NaN policy into a `program.Program` (the sharded state layout
+and the one jitted, guarded step). `train` runs a Program on the data:
 
-* builds the sharded `TrainState` (or resumes the newest intact checkpoint,
-  with the data iterator position saved beside it);
-* compiles the step once with `jax.jit` (state shardings from the logical
-  axes, batch over (data, fsdp), the state donated), with the step RNG
+* builds the sharded `TrainState` at the Program's layout (or resumes the
+  newest intact checkpoint, with the data iterator position saved beside
+  it);
+* calls the Program's step (compiled once; the step RNG is
   `fold_in(PRNGKey(seed), state.step)` so a resumed run repeats the
-  uninterrupted one bit for bit;
+  uninterrupted one bit for bit);
 * checks the loss: a NaN/inf stops the run naming the step (`nan_policy=
   'stop'`), or the update is discarded and counted (`'skip'`);
 * logs (console progress with steps/s and ETA, metrics.jsonl, TensorBoard),
@@ -30,10 +31,8 @@ import os
 import time
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-import flax.linen as nn
 import jax
 from jax.experimental import multihost_utils
-import jax.numpy as jnp
 from jax.sharding import Mesh
 import numpy as np
 
@@ -42,12 +41,14 @@ from nlhf_jax import data_iterators
 from nlhf_jax import metrics as metrics_lib
 from nlhf_jax import optimizers
 from nlhf_jax import partitioning
+from nlhf_jax import program as program_lib
 from nlhf_jax import train_state as train_state_lib
 from nlhf_jax.errors import ConfigError
 
 TrainState = train_state_lib.TrainState
 StepFn = train_state_lib.StepFn
 Evaluator = train_state_lib.Evaluator
+Frozen = train_state_lib.Frozen
 NAN_POLICIES = ("stop", "skip")
 
 
@@ -112,26 +113,6 @@ class TrainResult:
   preempted: bool
   skipped_steps: int
   num_compiles: int
-
-
-def _guarded_step(step_fn: StepFn, skip_nonfinite: bool,
-                  trace_count: list[int]) -> Callable[..., Any]:
-  """Adds the step RNG, the finiteness flag and (optionally) skipping."""
-
-  def step(state, batch, base_rng, *frozen):
-    trace_count[0] += 1
-    rng = jax.random.fold_in(base_rng, state.step)
-    new_state, metrics = step_fn(state, batch, rng, *frozen)
-    if "loss" not in metrics:
-      raise KeyError("The step function's metrics must include 'loss'.")
-    finite = jnp.isfinite(metrics["loss"])
-    if skip_nonfinite:
-      new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
-                               new_state, state)
-      new_state = new_state.replace(step=state.step + 1)
-    return new_state, dict(metrics, finite=finite)
-
-  return step
 
 
 def _device_batch(batch: Mapping[str, np.ndarray], sharding) -> dict:
@@ -208,70 +189,83 @@ def _write_model_info(workdir: str, params: Any, shardings: Any) -> None:
     f.write(partitioning.parameter_report(params, shardings) + "\n")
 
 
-def _initial_state(workdir: str, mesh: Mesh,
-                   init_fn: Callable[[], Any], tx: Any,
+def check_batch_fits(config: TrainConfig, mesh: Mesh) -> None:
+  """ConfigError unless the batch sizes split over the mesh's batch axes."""
+  data_devices = mesh.shape["data"] * mesh.shape["fsdp"]
+  for name in ("batch_size", "eval_batch_size"):
+    if getattr(config, name) % data_devices:
+      raise ConfigError(f"TrainConfig.{name}={getattr(config, name)} must be "
+                        f"a multiple of the mesh's data x fsdp size "
+                        f"{data_devices}.")
+
+
+def build_program(config: TrainConfig, mesh: Mesh,
+                  init_fn: Callable[[], Any], step_fn: StepFn, *,
+                  with_ema: bool = False,
+                  frozen_init: Optional[Frozen] = None
+                  ) -> program_lib.Program:
+  """The Program this run's settings make of an algorithm's step.
+
+  The optimizer is `config.optimizer` with its schedule over
+  `config.steps`; `nan_policy='skip'` discards non-finite updates inside
+  the step. Checks the batch sizes against the mesh first.
+  """
+  check_batch_fits(config, mesh)
+  return program_lib.build(
+      mesh=mesh, init_fn=init_fn,
+      tx=optimizers.make_optimizer(config.optimizer, config.steps),
+      step_fn=step_fn, with_ema=with_ema, frozen_init=frozen_init,
+      skip_nonfinite=config.nan_policy == "skip")
+
+
+def _initial_state(workdir: str, program: program_lib.Program,
                    initial_params_fn: Optional[Callable[..., Any]],
-                   with_ema: bool, checkpointer: checkpointing.Checkpointer,
-                   data_iter: Any) -> tuple[TrainState, TrainState, int]:
+                   checkpointer: checkpointing.Checkpointer,
+                   data_iter: Any) -> tuple[TrainState, int]:
   """Resumes the newest intact checkpoint, else initialises (sharded)."""
-  boxed = jax.eval_shape(init_fn)
-  create = lambda p: TrainState.create(p, tx, with_ema=with_ema)
-  abstract_state = jax.eval_shape(create, nn.unbox(boxed))
-  shardings = train_state_lib.state_shardings(abstract_state, boxed, mesh)
-  abstract = jax.tree.map(
-      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-      abstract_state, shardings)
-  restored = checkpointer.restore_latest(abstract)
+  restored = checkpointer.restore_latest(program.abstract_state)
   if restored is not None:
     if restored.data_state:
       data_iter.set_state(restored.data_state)
     print(f"Resumed from the checkpoint at step {restored.step} in "
           f"{checkpointer.directory}.", flush=True)
-    return restored.state, shardings, restored.step
-  fresh = lambda: jax.jit(lambda: nn.unbox(init_fn()),
-                          out_shardings=shardings.params)()
+    return restored.state, restored.step
   if initial_params_fn is None:
-    params = fresh()
+    params = program.fresh_params()
   else:
-    params = initial_params_fn(abstract.params, fresh)
-  state = jax.jit(create, in_shardings=(shardings.params,),
-                  out_shardings=shardings)(params)
-  _write_model_info(workdir, state.params, shardings.params)
-  return state, shardings, 0
+    params = initial_params_fn(program.abstract_state.params,
+                               program.fresh_params)
+  state = program.create_state(params)
+  _write_model_info(workdir, state.params, program.state_shardings.params)
+  return state, 0
 
 
-def train(*, config: TrainConfig, workdir: str, mesh: Mesh,
-          init_fn: Callable[[], Any], step_fn: StepFn,
+def train(*, config: TrainConfig, workdir: str,
+          program: program_lib.Program,
           train_data: data_iterators.StatefulIterator,
           evaluator: Optional[Evaluator] = None,
           eval_data: Optional[Callable[[], Any]] = None,
           initial_params_fn: Optional[Callable[..., Any]] = None,
-          with_ema: bool = False,
           progress_keys: Optional[tuple[str, ...]] = None,
           hooks: Sequence[Callable[[int, TrainState], None]] = (),
-          frozen: Optional[tuple[Any, Any]] = None) -> TrainResult:
+          frozen: Optional[Frozen] = None) -> TrainResult:
   """Trains for `config.steps` steps (resuming from `workdir` if possible).
 
   Args:
-    config: run settings.
+    config: run settings (the ones `program` was built with:
+      `build_program(config, ...)`).
     workdir: checkpoints, metrics.jsonl, model_info.txt go here.
-    mesh: device mesh.
-    init_fn: returns logically boxed initial parameters (randomness closed
-      over); only traced for shapes when resuming or `initial_params_fn`
-      provides the parameters.
-    step_fn: the algorithm's train step; its metrics must include 'loss'.
+    program: the state layout and the jitted step.
     train_data: resumable iterator of host batches (this process's rows).
     evaluator: optional evaluation; needs `eval_data`.
     eval_data: returns a fresh one-pass iterator over evaluation batches.
     initial_params_fn: (abstract params with shardings, fresh_fn) -> params;
       e.g. pretrained weights via `checkpointing.load_initial_params`.
-    with_ema: keep EMA parameters in the state.
     progress_keys: metrics shown on the console (default: all).
     hooks: called as hook(step, state) after every step (e.g. custom logging).
-    frozen: optional (params, shardings) of read-only models (reference,
-      preference or reward model), passed to `step_fn` as a fourth argument
-      `frozen` and to the jitted step as sharded inputs (never donated or
-      checkpointed).
+    frozen: the frozen models' parameters, laid out as
+      `program.abstract_frozen` (required iff the program has frozen
+      models); passed to every step, never donated or checkpointed.
 
   Returns:
     A TrainResult; `preempted` is True if a SIGTERM cut the run short (a
@@ -285,23 +279,18 @@ def train(*, config: TrainConfig, workdir: str, mesh: Mesh,
                       f"got {workdir!r}.")
   if (evaluator is None) != (eval_data is None):
     raise ValueError("Pass both evaluator and eval_data, or neither.")
-  data_devices = mesh.shape["data"] * mesh.shape["fsdp"]
-  for name in ("batch_size", "eval_batch_size"):
-    if getattr(config, name) % data_devices:
-      raise ConfigError(f"TrainConfig.{name}={getattr(config, name)} must be "
-                        f"a multiple of the mesh's data x fsdp size "
-                        f"{data_devices}.")
-  tx = optimizers.make_optimizer(config.optimizer, config.steps)
+  if (frozen is None) != (program.abstract_frozen is None):
+    raise ValueError("Pass `frozen` exactly when the program was built "
+                     "with `frozen_init`.")
+  check_batch_fits(config, program.mesh)
   checkpointer = checkpointing.Checkpointer(workdir, config.checkpoint)
   writer = metrics_lib.MetricWriter(workdir, config.tensorboard)
   try:
-    state, shardings, start = _initial_state(
-        workdir, mesh, init_fn, tx, initial_params_fn, with_ema,
-        checkpointer, train_data)
-    loop = _TrainLoop(config, mesh, shardings, start, step_fn, train_data,
-                      evaluator, eval_data, checkpointer, writer,
-                      progress_keys, frozen)
-    with partitioning.activate(mesh):
+    state, start = _initial_state(workdir, program, initial_params_fn,
+                                  checkpointer, train_data)
+    loop = _TrainLoop(config, program, start, train_data, evaluator,
+                      eval_data, checkpointer, writer, progress_keys, frozen)
+    with partitioning.activate(program.mesh):
       return loop.run(state, start, hooks)
   finally:
     writer.close()
@@ -311,28 +300,18 @@ def train(*, config: TrainConfig, workdir: str, mesh: Mesh,
 class _TrainLoop:
   """The step loop of `train` (see there): one instance per run."""
 
-  def __init__(self, config, mesh, shardings, start, step_fn, train_data,
-               evaluator, eval_data, checkpointer, writer, progress_keys,
-               frozen):
-    self.config, self.train_data = config, train_data
+  def __init__(self, config, program, start, train_data, evaluator,
+               eval_data, checkpointer, writer, progress_keys, frozen):
+    self.config, self.program, self.train_data = config, program, train_data
     self.evaluator, self.eval_data = evaluator, eval_data
     self.checkpointer, self.writer = checkpointer, writer
-    self.batch_sharding = partitioning.batch_sharding(mesh)
-    replicated = partitioning.replicated(mesh)
-    self.traces = [0]
-    self.frozen_args = (frozen[0],) if frozen else ()
-    frozen_shardings = (frozen[1],) if frozen else ()
-    self.step_fn = jax.jit(
-        _guarded_step(step_fn, config.nan_policy == "skip", self.traces),
-        in_shardings=(shardings, self.batch_sharding, replicated) +
-        frozen_shardings,
-        out_shardings=(shardings, replicated), donate_argnums=0)
+    self.batch_sharding = program.batch_sharding
+    self.frozen_args = () if frozen is None else (frozen,)
     self.eval_step = None
     if evaluator is not None:
-      self.eval_step = jax.jit(evaluator.step,
-                               in_shardings=(shardings, self.batch_sharding))
+      self.eval_step = program.jit_eval(evaluator.step)
     self.base_rng = jax.device_put(jax.random.PRNGKey(config.seed),
-                                   replicated)
+                                   partitioning.replicated(program.mesh))
     self.window = _MetricWindow(config.nan_policy)
     self.progress = metrics_lib.ProgressReporter(config.steps, start,
                                                  progress_keys)
@@ -371,7 +350,8 @@ class _TrainLoop:
   def result(self, state: TrainState, step: int,
              preempted: bool) -> TrainResult:
     return TrainResult(state, step, self.train_metrics, self.eval_metrics,
-                       preempted, self.window.skipped, self.traces[0])
+                       preempted, self.window.skipped,
+                       self.program.num_traces)
 
   def after_step(self, state: TrainState, step: int) -> None:
     """Logging, evaluation and checkpointing due after `step`."""
@@ -392,8 +372,8 @@ class _TrainLoop:
     with checkpointing.PreemptionWatcher() as watcher:
       while step < self.config.steps:
         batch = _device_batch(next(self.train_data), self.batch_sharding)
-        state, metrics = self.step_fn(state, batch, self.base_rng,
-                                      *self.frozen_args)
+        state, metrics = self.program.step(state, batch, self.base_rng,
+                                           *self.frozen_args)
         step += 1
         self.window.add(step, metrics)
         self.after_step(state, step)
@@ -409,56 +389,3 @@ class _TrainLoop:
     if self.evaluator is not None:
       self.run_eval(state, step)
     return self.result(state, step, preempted=False)
-
-
-def run_job(*, config: TrainConfig, workdir: str,
-            mesh_config: partitioning.MeshConfig, init_fn: Callable[[], Any],
-            step_fn: StepFn, data: data_iterators.DataSource,
-            evaluator: Optional[Evaluator] = None,
-            model_config: Any = None,
-            init: checkpointing.InitConfig = checkpointing.InitConfig(),
-            allow_missing: Sequence[str] = (),
-            ignore_unused: Sequence[str] = (),
-            progress_keys: Optional[tuple[str, ...]] = None,
-            with_ema: bool = False,
-            frozen: Optional[tuple[Any, Any]] = None) -> TrainResult:
-  """`train` with the mesh, data iterators and initial parameters set up.
-
-  Args:
-    config: run settings.
-    workdir: output directory.
-    mesh_config: the device mesh.
-    init_fn: boxed parameter initialiser of the model.
-    step_fn: the algorithm's step.
-    data: the dataset (train iterator, eval iterator); this process reads
-      its share of every global batch.
-    evaluator: optional evaluation on `data.eval_iterator`.
-    model_config: T5Config of the model (for pretrained imports).
-    init: pretrained / params-only initialisation (None path: random).
-    allow_missing: parameter prefixes the checkpoint may lack (new heads).
-    ignore_unused: checkpoint prefixes the model does not use.
-    progress_keys: metrics shown on the console.
-    with_ema: keep EMA parameters.
-    frozen: read-only (params, shardings) passed to the step (see `train`).
-
-  Returns:
-    The TrainResult of `train`.
-  """
-  mesh = partitioning.make_mesh(mesh_config)
-  index, count = jax.process_index(), jax.process_count()
-  train_data = data.train_iterator(config.batch_size, config.seed, index,
-                                   count)
-  eval_size = config.eval_batch_size or config.batch_size
-  eval_data = None
-  if evaluator is not None:
-    eval_data = lambda: data.eval_iterator(eval_size, index, count)
-  initial = None
-  if init.path is not None:
-    initial = lambda abstract, fresh: checkpointing.load_initial_params(
-        init, model_config, abstract, fresh, allow_missing=allow_missing,
-        ignore_unused=ignore_unused)
-  return train(config=config, workdir=workdir, mesh=mesh, init_fn=init_fn,
-               step_fn=step_fn, train_data=train_data, evaluator=evaluator,
-               eval_data=eval_data, initial_params_fn=initial,
-               with_ema=with_ema, progress_keys=progress_keys,
-               frozen=frozen)

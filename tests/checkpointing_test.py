@@ -12,7 +12,8 @@ import pytest
 
 from nlhf_jax import checkpointing
 from nlhf_jax import partitioning
-from nlhf_jax import train_state as ts
+from nlhf_jax import program as program_lib
+from nlhf_jax.algorithms import sft
 from nlhf_jax.models import t5
 
 TINY = t5.T5Config(vocab_size=64, d_model=16, num_heads=2, d_kv=8, d_ff=32,
@@ -45,8 +46,12 @@ def _state(seed=0):
   compile of the initialiser costs seconds on CPU).
   """
   if "state" not in _BASE:
-    _BASE["state"] = ts.create_sharded(_lm_init(), optax.adamw(1e-3),
-                                       _mesh())
+    net = t5.T5(TINY)
+    program = program_lib.build(mesh=_mesh(), init_fn=_lm_init(),
+                                tx=optax.adamw(1e-3),
+                                step_fn=sft.make_train_step(net))
+    _BASE["state"] = (program.create_state(program.fresh_params()),
+                      program.state_shardings)
   state, shardings = _BASE["state"]
   params = jax.tree.map(lambda p: p + 0.01 * seed, state.params)
   return state.replace(params=params, step=state.step + seed), shardings
@@ -81,7 +86,7 @@ def test_save_and_restore_latest_round_trip_with_data_position(tmp_path):
   assert restored.step == 4
   assert restored.data_state == {"epoch": 0, "batch_in_epoch": 4}
   _assert_trees_equal(restored.state, states[4])
-  assert isinstance(restored.state, ts.TrainState)
+  assert isinstance(restored.state, program_lib.TrainState)
   leaf = restored.state.params["encoder"]["layers_0"]["attention"]["query"]
   assert leaf.sharding == states[4].params["encoder"]["layers_0"][
       "attention"]["query"].sharding

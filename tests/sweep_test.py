@@ -15,7 +15,7 @@ from nlhf_jax import checkpointing
 from nlhf_jax import jsonl_data
 from nlhf_jax import main as main_lib
 from nlhf_jax import sweep
-from nlhf_jax.algorithms import preference_model as pm_lib
+from nlhf_jax.models import preference as pm_lib
 from nlhf_jax.data import synthetic
 from nlhf_jax.errors import ConfigError
 from nlhf_jax.models import init as model_init

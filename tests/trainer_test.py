@@ -90,8 +90,9 @@ def _train(workdir, config=None, arrays=None, seed=1, hooks=(), **kw):
                                       seed=seed)
   eval_data = lambda: data_iterators.ArrayIterator(
       _arrays(), 24, repeat=False)
-  return trainer.train(config=config, workdir=str(workdir), mesh=_mesh(),
-                       init_fn=_init, step_fn=_step, train_data=data,
+  program = trainer.build_program(config, _mesh(), _init, _step)
+  return trainer.train(config=config, workdir=str(workdir), program=program,
+                       train_data=data,
                        evaluator=_EVALUATOR, eval_data=eval_data,
                        hooks=hooks, **kw)
 

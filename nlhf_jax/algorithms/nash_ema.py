@@ -18,7 +18,7 @@ from nlhf_jax import mixtures
 from nlhf_jax import sampling
 from nlhf_jax.algorithms import nash_md
 from nlhf_jax.algorithms import online
-from nlhf_jax.algorithms import preference_model as pm_lib
+from nlhf_jax.models import preference as pm_lib
 from nlhf_jax.models import t5
 
 
@@ -56,7 +56,7 @@ def make_train_step(policy: t5.T5, reference: t5.T5,
     rng_y, rng_opp = jax.random.split(rng)
     y = sampling.sample_mixture(
         policy, jax.lax.stop_gradient(state.params), reference,
-        frozen["reference"], prompts, rng_y, 0.0, sampling_config)
+        frozen.reference, prompts, rng_y, 0.0, sampling_config)
     y2 = sampling.sample(policy, state.ema_params, prompts, rng_opp,
                          sampling_config)
     new_state, metrics = nash_md.preference_update(

@@ -11,7 +11,7 @@ One jitted, sharded step per batch of prompts x:
 
 β = 0 is self-play (opponent = current policy), β = 1 best response against
 the reference μ (the SFT model). Frozen parameters come in as
-`frozen = {"reference": μ params, "preference": preference-model params}`.
+`Frozen(reference=μ params, judge=preference-model params)`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import jax.numpy as jnp
 
 from nlhf_jax.algorithms import online
 from nlhf_jax.algorithms import policy_gradient as pg
-from nlhf_jax.algorithms import preference_model as pm_lib
+from nlhf_jax.models import preference as pm_lib
 from nlhf_jax.models import t5
 
 
@@ -53,7 +53,7 @@ def preference_update(policy: t5.T5, preference: t5.T5Scorer,
 
   Shared by Nash-MD-PG and Nash-EMA-PG (they differ only in y').
   """
-  p = pm_lib.preference_probability(preference, frozen["preference"],
+  p = pm_lib.preference_probability(preference, frozen.judge,
                                     prompts_bt, y.tokens, y2.tokens, layout)
   logp_ref = y.reference_log_probs
 
@@ -82,8 +82,8 @@ def make_train_step(policy: t5.T5, reference: t5.T5,
 
   Args:
     policy: the policy network π_θ (its params are `state.params`).
-    reference: the reference network μ (params in `frozen["reference"]`).
-    preference: the pairwise preference network (`frozen["preference"]`).
+    reference: the reference network μ (params in `frozen.reference`).
+    preference: the pairwise preference network (`frozen.judge`).
     layout: the preference model's input layout.
     config: β and τ.
     responses: sampling settings for y and y'.
@@ -97,7 +97,7 @@ def make_train_step(policy: t5.T5, reference: t5.T5,
   def step(state, batch, rng, frozen):
     prompts = batch["encoder_input_tokens"]
     y, y2 = online.sample_policy_and_mixture(
-        policy, state.params, reference, frozen["reference"], prompts, rng,
+        policy, state.params, reference, frozen.reference, prompts, rng,
         config.beta, sampling_config)
     return preference_update(policy, preference, layout, config.tau, state,
                              prompts, y, y2, frozen)

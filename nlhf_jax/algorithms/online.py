@@ -4,8 +4,9 @@ Nash-MD-PG, Nash-EMA-PG, RLHF and Online IPO all: sample responses from the
 policy (and an opponent) inside the jitted step, recompute log π_θ of the
 sampled tokens with gradients by teacher forcing, and report the same
 per-step metrics. Frozen models (reference μ, preference model, reward
-model) arrive as the step's `frozen` argument, a dict of parameter trees,
-so they are sharded jit arguments rather than baked-in constants.
+model) arrive as the step's `frozen` argument, a `train_state.Frozen`
+(parameters by role), so they are sharded jit arguments rather than
+baked-in constants.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ import optax
 
 from nlhf_jax import losses
 from nlhf_jax import sampling
+from nlhf_jax import train_state
 from nlhf_jax.errors import ConfigError
 from nlhf_jax.models import t5
 
 Array = jax.Array
 Batch = Mapping[str, Array]
-Frozen = Mapping[str, Any]
+Frozen = train_state.Frozen
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,7 +5,7 @@ preference model, and the contrastive loss (h − (p − ½)/τ)² with
 h = log π_θ(y)/μ(y) − log π_θ(y')/μ(y') on sequence log-probs, gradients
 through both responses. Its expected update equals self-play Nash-MD-PG's
 (β = 0) up to scale (paper.md §4.6).
-Frozen: {"reference": μ params, "preference": preference-model params}.
+Frozen: `Frozen(reference=μ params, judge=preference-model params)`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from nlhf_jax.algorithms import online
 from nlhf_jax.algorithms import policy_gradient as pg
-from nlhf_jax.algorithms import preference_model as pm_lib
+from nlhf_jax.models import preference as pm_lib
 from nlhf_jax.errors import ConfigError
 from nlhf_jax.models import t5
 
@@ -48,9 +48,9 @@ def make_train_step(policy: t5.T5, reference: t5.T5,
   def step(state, batch, rng, frozen):
     prompts = batch["encoder_input_tokens"]
     y, y2 = online.sample_policy_and_mixture(
-        policy, state.params, reference, frozen["reference"], prompts, rng,
+        policy, state.params, reference, frozen.reference, prompts, rng,
         0.0, sampling_config)
-    p = pm_lib.preference_probability(preference, frozen["preference"],
+    p = pm_lib.preference_probability(preference, frozen.judge,
                                       prompts, y.tokens, y2.tokens, layout)
 
     def loss_fn(params):

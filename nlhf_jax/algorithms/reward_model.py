@@ -1,6 +1,6 @@
 """Bradley-Terry reward model r(x, y) for the RLHF baseline (NLHF App. G.1).
 
-A `T5Scorer` reads `[x ; " Summary:" y ; EOS]` (`packing.pack`) and returns
+A `T5Scorer` reads `[x ; " Summary:" y ; EOS]` (`models.reward`) and returns
 r(x, y). With P_BT(a ≻ b | x) = σ(r(x, a) − r(x, b)) the loss is the BCE of
 that probability against the human label (`losses.bradley_terry_loss`).
 P_BT is antisymmetric by construction, so no order symmetrisation is
@@ -12,68 +12,24 @@ side by side.
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, Mapping
+from typing import Mapping
 
 import jax
 import jax.numpy as jnp
 
 from nlhf_jax import losses
 from nlhf_jax import train_state
-from nlhf_jax.algorithms import packing
 from nlhf_jax.algorithms import preference_model
-from nlhf_jax.errors import ConfigError
+from nlhf_jax.models import reward
 from nlhf_jax.models import t5
 
 Batch = Mapping[str, jax.Array]
 
 
-@dataclasses.dataclass(frozen=True)
-class RewardLayout:
-  """Token layout of the reward model's encoder input.
-
-  Attributes:
-    length: packed encoder length (prompt is cut to fit).
-    marker: token ids before the summary.
-  """
-
-  length: int
-  marker: tuple[int, ...]
-
-
-@dataclasses.dataclass(frozen=True)
-class RewardLayoutConfig:
-  """Text form of the layout (gin-bound)."""
-
-  length: int = 576
-  marker: str = " Summary:"
-
-  def __post_init__(self):
-    if self.length < 2:
-      raise ConfigError(f"RewardLayoutConfig.length must be >= 2, got "
-                        f"{self.length}.")
-
-
-def make_layout(config: RewardLayoutConfig, data: Any) -> RewardLayout:
-  return RewardLayout(config.length, tuple(data.encode(config.marker)))
-
-
-def rewards(model: t5.T5Scorer, params: Any, prompt_bt: jax.Array,
-            summary_bt: jax.Array, layout: RewardLayout, *,
-            enable_dropout: bool = False,
-            rng: jax.Array | None = None) -> jax.Array:
-  """r(x, y), float32 [b]."""
-  tokens = packing.pack(prompt_bt, [summary_bt], [layout.marker],
-                        layout.length)
-  rngs = {"dropout": rng} if enable_dropout else None
-  return model.apply({"params": params}, tokens,
-                     enable_dropout=enable_dropout, rngs=rngs)
-
-
 def _pair_rewards(model, params, batch, layout, **kw):
   """r(x, a), r(x, b) from one forward pass over both summaries."""
   prompt = batch["encoder_input_tokens"]
-  both = rewards(model, params, jnp.concatenate([prompt, prompt]),
+  both = reward.rewards(model, params, jnp.concatenate([prompt, prompt]),
                  jnp.concatenate([batch["decoder_target_tokens_a"],
                                   batch["decoder_target_tokens_b"]]),
                  layout, **kw)
@@ -82,7 +38,7 @@ def _pair_rewards(model, params, batch, layout, **kw):
 
 
 def make_train_step(model: t5.T5Scorer,
-                    layout: RewardLayout) -> train_state.StepFn:
+                    layout: reward.RewardLayout) -> train_state.StepFn:
   """Bradley-Terry step. Metrics: loss, accuracy, reward_mean, reward_std."""
 
   def step(state, batch, rng):
@@ -106,7 +62,7 @@ def make_train_step(model: t5.T5Scorer,
 
 
 def make_evaluator(model: t5.T5Scorer,
-                   layout: RewardLayout) -> train_state.Evaluator:
+                   layout: reward.RewardLayout) -> train_state.Evaluator:
   """P_BT(a ≻ b) = σ(r_a − r_b) against the labels (pairwise metrics)."""
 
   def step(state, batch):

@@ -4,7 +4,7 @@ Per step, y ~ π_θ(·|x); r = r(x, y) from the frozen reward model; the
 per-token advantage is A_n = (r − b) − τ Σ_{m≥n} log(π_θ(y_m)/μ(y_m)) with
 the leave-one-out batch mean b_i = mean_{j≠i} r_j as baseline (unbiased);
 loss −mean_b Σ_n A_n log π_θ(y_n|·). Paper: τ = 0.05 (swept over 0.01-0.2).
-Frozen: {"reference": μ params, "reward": reward-model params}.
+Frozen: `Frozen(reference=μ params, judge=reward-model params)`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from nlhf_jax import sampling
 from nlhf_jax.algorithms import online
 from nlhf_jax.algorithms import policy_gradient as pg
-from nlhf_jax.algorithms import reward_model as rm_lib
+from nlhf_jax.models import reward as rm_lib
 from nlhf_jax.models import t5
 
 
@@ -57,8 +57,8 @@ def make_train_step(policy: t5.T5, reference: t5.T5, reward: t5.T5Scorer,
     prompts = batch["encoder_input_tokens"]
     y = sampling.sample_mixture(
         policy, jax.lax.stop_gradient(state.params), reference,
-        frozen["reference"], prompts, rng, 0.0, sampling_config)
-    r = rm_lib.rewards(reward, frozen["reward"], prompts, y.tokens, layout)
+        frozen.reference, prompts, rng, 0.0, sampling_config)
+    r = rm_lib.rewards(reward, frozen.judge, prompts, y.tokens, layout)
     signal = r - leave_one_out_baseline(r)
     logp_ref = y.reference_log_probs
 

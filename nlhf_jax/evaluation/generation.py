@@ -7,7 +7,8 @@ The model side of the tournament (`tournament.run_tournament` takes texts):
   model-side prompt tokens (OpenAI's truncation rule to `input_length - 1`
   tokens, then EOS, exactly as in training).
 * `restore_policy` / `restore_scorer` read the parameters of a run's newest
-  intact checkpoint (`checkpointing.restore_params`) onto one device.
+  intact checkpoint (`checkpointing.restore_params`) onto one device, at
+  the layout `program.abstract_params` gives the model.
 * `generate` samples one summary per prompt from a policy with the KV-cache
   sampler at temperature 1 without truncation, the distribution the online
   algorithms train and that the paper samples from, and decodes it with the
@@ -23,7 +24,7 @@ The model side of the tournament (`tournament.run_tournament` takes texts):
 * `preference_model_score_fn` turns a preference-model checkpoint into the
   `score_fn(prompts, first, second)` of `judges.PreferenceModelJudge`: it
   tokenises like the training data and calls the symmetrised
-  `preference_model.preference_probability` (P(a ≻ b) + P(b ≻ a) = 1
+  `models.preference.preference_probability` (P(a ≻ b) + P(b ≻ a) = 1
   exactly, so the tournament need not average orders again), jitted once
   per shape, in fixed-size batches.
 
@@ -39,7 +40,6 @@ import json
 import os
 from typing import Any, Callable, Sequence
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -47,11 +47,12 @@ import numpy as np
 from nlhf_jax import checkpointing
 from nlhf_jax import data_iterators as di
 from nlhf_jax import jsonl_data
+from nlhf_jax import program
 from nlhf_jax import sampling
-from nlhf_jax.algorithms import preference_model as pm_lib
 from nlhf_jax.data import annotators
 from nlhf_jax.data import prompts as prompts_lib
 from nlhf_jax.models import init as model_init
+from nlhf_jax.models import preference
 from nlhf_jax.models import t5
 
 
@@ -149,14 +150,6 @@ def load_prompts(data: jsonl_data.SftJsonlSource, split: str,
   return PromptSet(texts, tuple(r["summary"] for r in rows), tokens)
 
 
-def _single_device_abstract(init_fn: Callable[[], Any]) -> Any:
-  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  boxed = jax.eval_shape(init_fn)
-  return jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-      nn.unbox(boxed))
-
-
 def restore_policy(workdir: str, config: t5.T5Config) -> Any:
   """Parameters of a policy run (SFT or online) from its newest checkpoint.
 
@@ -165,13 +158,13 @@ def restore_policy(workdir: str, config: t5.T5Config) -> Any:
     ValueError: the checkpoint does not match `config` (names or shapes).
   """
   return checkpointing.restore_params(
-      workdir, _single_device_abstract(model_init.init_fn(t5.T5(config), 0)))
+      workdir, program.abstract_params(model_init.init_fn(t5.T5(config), 0)))
 
 
 def restore_scorer(workdir: str, config: t5.T5Config) -> Any:
   """Parameters of a preference- or reward-model run (newest checkpoint)."""
   return checkpointing.restore_params(
-      workdir, _single_device_abstract(
+      workdir, program.abstract_params(
           model_init.scorer_init_fn(t5.T5Scorer(config), 0)))
 
 
@@ -253,9 +246,9 @@ def generate(config: t5.T5Config, params: Any, reference_params: Any,
 
 
 @functools.lru_cache(maxsize=4)
-def _pm_call(config: t5.T5Config, layout: pm_lib.PairLayout):
+def _pm_call(config: t5.T5Config, layout: preference.PairLayout):
   model = t5.T5Scorer(config)
-  return jax.jit(lambda params, x, a, b: pm_lib.preference_probability(
+  return jax.jit(lambda params, x, a, b: preference.preference_probability(
       model, params, x, a, b, layout))
 
 
@@ -285,7 +278,7 @@ class _Tokens:
 
 def preference_model_score_fn(
     config: t5.T5Config, params: Any, data: jsonl_data.SftJsonlSource,
-    layout: pm_lib.PairLayout, batch_size: int = 64
+    layout: preference.PairLayout, batch_size: int = 64
 ) -> Callable[[Sequence[str], Sequence[str], Sequence[str]], np.ndarray]:
   """`score_fn(prompts, first, second)` of a trained preference model.
 
@@ -300,7 +293,7 @@ def preference_model_score_fn(
     params: its parameters (`restore_scorer`).
     data: tokeniser and lengths (the preference model's INPUT_LENGTH,
       TARGET_LENGTH and VOCABULARY).
-    layout: packed length and marker ids (`preference_model.make_layout`).
+    layout: packed length and marker ids (`preference.make_layout`).
     batch_size: comparisons per compiled call (the last batch is padded).
 
   Returns:

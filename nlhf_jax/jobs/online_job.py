@@ -3,14 +3,16 @@
 The policy starts from the SFT checkpoint, which is also the frozen
 reference μ; the judge (the preference model, or the reward model for
 RLHF) is restored frozen from its own checkpoint; prompts come from the SFT
-data (its targets are unused); the algorithm's step runs in the shared
-trainer with the frozen parameters as sharded arguments.
+data (its targets are unused). The job builds one Program (the policy's
+state layout, the frozen models' layout as a `Frozen(reference, judge)`,
+the jitted step), checks the configuration against the mesh, restores the
+frozen models at the Program's layout and runs it in the shared trainer.
 
 The algorithm is chosen in gin: `make_step` is the algorithm module's
 `make_train_step(policy, reference, judge, layout, algorithm, responses)`
-and `algorithm` its config. The judge's kind follows from `layout`: a
-`preference_model.LayoutConfig` packs a pair for the preference model, a
-`reward_model.RewardLayoutConfig` one response for the reward model. So a
+and `algorithm` its config. The judge's input follows from `layout`: a
+`preference.LayoutConfig` packs a pair for the preference model, a
+`reward.RewardLayoutConfig` one response for the reward model. So a
 new online algorithm is one module under `algorithms/` plus one small run
 file (see gin_configs/runs/nash_md.gin).
 """
@@ -21,23 +23,21 @@ import dataclasses
 import os
 from typing import Any, Callable, Union
 
-import flax.linen as nn
-
 from nlhf_jax import checkpointing
 from nlhf_jax import partitioning
 from nlhf_jax import train_state
 from nlhf_jax import trainer
 from nlhf_jax.algorithms import online
-from nlhf_jax.algorithms import preference_model
-from nlhf_jax.algorithms import reward_model
 from nlhf_jax.errors import ConfigError
+from nlhf_jax.jobs import training
 from nlhf_jax.models import init as model_init
+from nlhf_jax.models import preference
+from nlhf_jax.models import reward
 from nlhf_jax.models import t5
 
 PROGRESS = ("loss", "preference_vs_opponent", "reward", "kl_to_reference",
             "response_length")
-JudgeLayout = Union[preference_model.LayoutConfig,
-                    reward_model.RewardLayoutConfig]
+JudgeLayout = Union[preference.LayoutConfig, reward.RewardLayoutConfig]
 # make_train_step(policy, reference, judge, layout, algorithm, responses).
 StepFactory = Callable[..., train_state.StepFn]
 
@@ -63,27 +63,24 @@ class FrozenModels:
                           "not exist (train that stage first).")
 
 
-def restore_frozen(path: str, init_fn: Callable[[], Any], mesh,
-                   ignore_unused=()) -> tuple[Any, Any]:
-  """Parameters of a finished run, sharded on `mesh`, and their shardings."""
-  boxed = train_state.abstract_boxed_params(init_fn)
-  shardings = train_state.params_shardings(boxed, mesh)
-  abstract = partitioning.abstract_with_shardings(nn.unbox(boxed),
-                                                 shardings)
-  params = checkpointing.restore_params(path, abstract,
-                                        ignore_unused=ignore_unused)
-  return params, shardings
+def restore_frozen(paths: FrozenModels,
+                   abstract: train_state.Frozen) -> train_state.Frozen:
+  """The frozen models' parameters at the Program's layout `abstract`."""
+  return train_state.Frozen(
+      reference=checkpointing.restore_params(paths.reference,
+                                             abstract.reference),
+      judge=checkpointing.restore_params(paths.judge, abstract.judge))
 
 
-def judge_layout(layout: JudgeLayout, data: Any) -> tuple[Any, str]:
-  """The token layout of the judge's input and the judge's role name."""
-  if isinstance(layout, preference_model.LayoutConfig):
-    return preference_model.make_layout(layout, data), "preference"
-  if isinstance(layout, reward_model.RewardLayoutConfig):
-    return reward_model.make_layout(layout, data), "reward"
+def judge_layout(layout: JudgeLayout, data: Any) -> Any:
+  """The token layout of the judge's input (pair or single response)."""
+  if isinstance(layout, preference.LayoutConfig):
+    return preference.make_layout(layout, data)
+  if isinstance(layout, reward.RewardLayoutConfig):
+    return reward.make_layout(layout, data)
   raise ConfigError(
-      f"online_job.layout must be a preference_model.LayoutConfig or a "
-      f"reward_model.RewardLayoutConfig, got {type(layout).__name__}.")
+      f"online_job.layout must be a preference.LayoutConfig or a "
+      f"reward.RewardLayoutConfig, got {type(layout).__name__}.")
 
 
 def online_job(*, policy: t5.T5Config, judge: t5.T5Config,
@@ -112,22 +109,19 @@ def online_job(*, policy: t5.T5Config, judge: t5.T5Config,
     The TrainResult of the run.
   """
   model_init.check_vocabulary(policy, data)
-  token_layout, judge_role = judge_layout(layout, data)
-  device_mesh = partitioning.make_mesh(mesh)
+  token_layout = judge_layout(layout, data)
   policy_net, judge_net = t5.T5(policy), t5.T5Scorer(judge)
-  ref_params, ref_sh = restore_frozen(
-      frozen_models.reference, model_init.init_fn(policy_net, 0),
-      device_mesh)
-  judge_params, judge_sh = restore_frozen(
-      frozen_models.judge, model_init.scorer_init_fn(judge_net, 0),
-      device_mesh)
-  frozen = ({"reference": ref_params, judge_role: judge_params},
-            {"reference": ref_sh, judge_role: judge_sh})
   step_fn = make_step(policy_net, policy_net, judge_net, token_layout,
                       algorithm, responses)
-  return trainer.run_job(
-      config=train, workdir=workdir, mesh_config=mesh,
-      init_fn=model_init.init_fn(policy_net, train.seed), step_fn=step_fn,
-      data=data, model_config=policy,
+  program = trainer.build_program(
+      train, partitioning.make_mesh(mesh),
+      model_init.init_fn(policy_net, train.seed), step_fn, with_ema=with_ema,
+      frozen_init=train_state.Frozen(
+          reference=model_init.init_fn(policy_net, 0),
+          judge=model_init.scorer_init_fn(judge_net, 0)))
+  return training.run_training(
+      config=train, workdir=workdir, program=program, data=data,
+      model_config=policy,
       init=checkpointing.InitConfig(path=frozen_models.reference),
-      progress_keys=PROGRESS, with_ema=with_ema, frozen=frozen)
+      progress_keys=PROGRESS,
+      frozen=restore_frozen(frozen_models, program.abstract_frozen))

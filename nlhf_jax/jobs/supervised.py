@@ -1,8 +1,9 @@
 """Gin-bound supervised jobs: SFT, the preference model, the reward model.
 
 Each job checks the vocabulary, builds the network and its algorithm's
-step and evaluator (pure functions from `nlhf_jax.algorithms`), and hands
-them to `trainer.run_job`. See gin_configs/runs/{sft,preference_model,
+step and evaluator (pure functions from `nlhf_jax.algorithms`), builds the
+mesh and the Program (`trainer.build_program`: mesh and batch are checked
+before anything compiles) and hands it to `training.run_training`. See gin_configs/runs/{sft,preference_model,
 reward_model}.gin.
 """
 
@@ -18,7 +19,10 @@ from nlhf_jax import trainer
 from nlhf_jax.algorithms import preference_model
 from nlhf_jax.algorithms import reward_model
 from nlhf_jax.algorithms import sft
+from nlhf_jax.jobs import training
 from nlhf_jax.models import init as model_init
+from nlhf_jax.models import preference
+from nlhf_jax.models import reward
 from nlhf_jax.models import t5
 
 # A new scorer head is initialised randomly; a pretrained LM head is unused.
@@ -32,10 +36,12 @@ def _run(*, model: t5.T5Config, mesh: partitioning.MeshConfig,
          init_fn: Callable[[], Any], step_fn: train_state.StepFn,
          evaluator: train_state.Evaluator, progress: tuple[str, ...],
          scorer: bool) -> trainer.TrainResult:
-  return trainer.run_job(
-      config=train, workdir=workdir, mesh_config=mesh, init_fn=init_fn,
-      step_fn=step_fn, data=data, evaluator=evaluator, model_config=model,
-      init=init, progress_keys=progress, **(_SCORER_HEADS if scorer else {}))
+  program = trainer.build_program(train, partitioning.make_mesh(mesh),
+                                  init_fn, step_fn)
+  return training.run_training(
+      config=train, workdir=workdir, program=program, data=data,
+      evaluator=evaluator, model_config=model, init=init,
+      progress_keys=progress, **(_SCORER_HEADS if scorer else {}))
 
 
 def sft_job(*, model: t5.T5Config, mesh: partitioning.MeshConfig,
@@ -66,16 +72,18 @@ def sft_job(*, model: t5.T5Config, mesh: partitioning.MeshConfig,
               progress=("loss", "token_accuracy"), scorer=False)
 
 
-def _scorer_job(algorithm: Any, layout: Any, progress: tuple[str, ...], *,
+def _scorer_job(algorithm: Any, judge: Any, layout: Any,
+                progress: tuple[str, ...], *,
                 model: t5.T5Config, mesh: partitioning.MeshConfig,
                 train: trainer.TrainConfig,
                 data: data_iterators.DataSource, workdir: str,
                 init: checkpointing.InitConfig) -> trainer.TrainResult:
   """A T5Scorer trained by `algorithm` (`preference_model` or
-  `reward_model`: both have make_layout, make_train_step, make_evaluator)."""
+  `reward_model`: make_train_step, make_evaluator) on the token layout
+  that its judge side (`models.preference` or `models.reward`) makes."""
   model_init.check_vocabulary(model, data)
   net = t5.T5Scorer(model)
-  token_layout = algorithm.make_layout(layout, data)
+  token_layout = judge.make_layout(layout, data)
   return _run(model=model, mesh=mesh, train=train, data=data,
               workdir=workdir, init=init,
               init_fn=model_init.scorer_init_fn(net, train.seed),
@@ -88,7 +96,7 @@ def preference_model_job(
     *, model: t5.T5Config, mesh: partitioning.MeshConfig,
     train: trainer.TrainConfig, data: data_iterators.DataSource,
     workdir: str,
-    layout: preference_model.LayoutConfig = preference_model.LayoutConfig(),
+    layout: preference.LayoutConfig = preference.LayoutConfig(),
     init: checkpointing.InitConfig = checkpointing.InitConfig()
 ) -> trainer.TrainResult:
   """Preference-model job (bound by gin_configs/runs/preference_model.gin).
@@ -106,7 +114,7 @@ def preference_model_job(
   Returns:
     The TrainResult; `eval_metrics` holds accuracy / log_loss / ece.
   """
-  return _scorer_job(preference_model, layout,
+  return _scorer_job(preference_model, preference, layout,
                      ("loss", "accuracy", "order_gap"), model=model,
                      mesh=mesh, train=train, data=data, workdir=workdir,
                      init=init)
@@ -116,8 +124,7 @@ def reward_model_job(
     *, model: t5.T5Config, mesh: partitioning.MeshConfig,
     train: trainer.TrainConfig, data: data_iterators.DataSource,
     workdir: str,
-    layout: reward_model.RewardLayoutConfig = (
-        reward_model.RewardLayoutConfig()),
+    layout: reward.RewardLayoutConfig = reward.RewardLayoutConfig(),
     init: checkpointing.InitConfig = checkpointing.InitConfig()
 ) -> trainer.TrainResult:
   """Reward-model job (bound by gin_configs/runs/reward_model.gin).
@@ -134,6 +141,6 @@ def reward_model_job(
   Returns:
     The TrainResult; `eval_metrics` holds accuracy / log_loss / ece.
   """
-  return _scorer_job(reward_model, layout, ("loss", "accuracy"),
+  return _scorer_job(reward_model, reward, layout, ("loss", "accuracy"),
                      model=model, mesh=mesh, train=train, data=data,
                      workdir=workdir, init=init)

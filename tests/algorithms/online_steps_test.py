@@ -16,13 +16,14 @@ from nlhf_jax.algorithms import nash_ema
 from nlhf_jax.algorithms import nash_md
 from nlhf_jax.algorithms import online
 from nlhf_jax.algorithms import online_ipo
-from nlhf_jax.algorithms import preference_model as pm_lib
-from nlhf_jax.algorithms import reward_model as rm_lib
+from nlhf_jax.models import preference as pm_lib
+from nlhf_jax.models import reward as rm_lib
 from nlhf_jax.algorithms import rlhf
 from nlhf_jax.errors import ConfigError
 from nlhf_jax.models import T5
 from nlhf_jax.models import T5Config
 from nlhf_jax.models import T5Scorer
+from nlhf_jax.train_state import Frozen
 from nlhf_jax.train_state import TrainState
 
 CFG = T5Config(vocab_size=64, d_model=32, num_heads=4, d_kv=8, d_ff=64,
@@ -42,10 +43,10 @@ def models():
   return policy, scorer, p_params, s_params, {"encoder_input_tokens": prompts}
 
 
-def _run(step, models, with_ema=False, frozen_key="preference", steps=3):
+def _run(step, models, with_ema=False, steps=3):
   policy, scorer, p_params, s_params, batch = models
   state = TrainState.create(p_params, optax.adam(1e-2), with_ema=with_ema)
-  frozen = {"reference": p_params, frozen_key: s_params}
+  frozen = Frozen(reference=p_params, judge=s_params)
   mesh = partitioning.make_mesh(partitioning.MeshConfig(-1, 1, 1))
   traces = []
 
@@ -118,7 +119,7 @@ def test_rlhf_step(models):
   policy, scorer = models[0], models[1]
   step = rlhf.make_train_step(policy, policy, scorer, REWARD,
                               rlhf.RLHFConfig(tau=0.05), RESPONSES)
-  _, history = _run(step, models, frozen_key="reward")
+  _, history = _run(step, models)
   assert "reward" in history[0]
 
 

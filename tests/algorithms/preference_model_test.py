@@ -16,12 +16,13 @@ from nlhf_jax import train_state as ts
 from nlhf_jax import trainer
 from nlhf_jax.algorithms import preference_model as pm
 from nlhf_jax.jobs import supervised
+from nlhf_jax.models import preference
 from nlhf_jax.models import init as model_init
 from nlhf_jax.models import t5
 
 TINY = t5.T5Config(vocab_size=64, d_model=16, num_heads=2, d_kv=8, d_ff=32,
                    num_encoder_layers=1, num_decoder_layers=1)
-LAYOUT = pm.PairLayout(length=24, first_marker=(5, 6), second_marker=(5, 7))
+LAYOUT = preference.PairLayout(length=24, first_marker=(5, 6), second_marker=(5, 7))
 
 
 def _batch(seed=0, n=6):
@@ -51,13 +52,13 @@ def test_symmetrised_probability_sums_to_one_exactly(scorer):
   b = _batch()
   args = (b["encoder_input_tokens"], b["decoder_target_tokens_a"],
           b["decoder_target_tokens_b"])
-  prob = jax.jit(lambda p, x, a, b: pm.preference_probability(
+  prob = jax.jit(lambda p, x, a, b: preference.preference_probability(
       model, p, x, a, b, LAYOUT))
   p_ab = prob(params, *args)
   p_ba = prob(params, args[0], args[2], args[1])
   assert np.all(np.asarray(p_ab + p_ba) == np.float32(1.0))
   # Without symmetrisation the raw model is not antisymmetric.
-  z_ab, z_ba = jax.jit(lambda p, x, a, b: pm.both_order_logits(
+  z_ab, z_ba = jax.jit(lambda p, x, a, b: preference.both_order_logits(
       model, p, x, a, b, LAYOUT))(params, *args)
   raw = jax.nn.sigmoid(z_ab) + jax.nn.sigmoid(z_ba)
   assert np.abs(np.asarray(raw) - 1).max() > 1e-3
@@ -69,10 +70,10 @@ def test_train_loss_averages_both_presentation_orders(scorer):
   state = ts.TrainState.create(params, optax.sgd(0.0))
   _, metrics = jax.jit(pm.make_train_step(model, LAYOUT))(
       state, b, jax.random.PRNGKey(0))
-  first = pm.pair_inputs(b["encoder_input_tokens"],
+  first = preference.pair_inputs(b["encoder_input_tokens"],
                          b["decoder_target_tokens_a"],
                          b["decoder_target_tokens_b"], LAYOUT)
-  second = pm.pair_inputs(b["encoder_input_tokens"],
+  second = preference.pair_inputs(b["encoder_input_tokens"],
                           b["decoder_target_tokens_b"],
                           b["decoder_target_tokens_a"], LAYOUT)
   apply = jax.jit(model.apply)
@@ -114,7 +115,7 @@ def test_preference_model_learns_the_synthetic_world(world, small_model,
       checkpoint=checkpointing.CheckpointConfig(every_steps=0))
   result = supervised.preference_model_job(model=small_model, mesh=partitioning.MeshConfig(),
                         train=config, data=data, workdir=str(tmp_path),
-                        layout=pm.LayoutConfig(length=192))
+                        layout=preference.LayoutConfig(length=192))
   metrics = result.eval_metrics
   print("preference model eval:", metrics)
   assert metrics["examples"] == 400

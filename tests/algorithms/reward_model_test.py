@@ -12,11 +12,12 @@ from nlhf_jax import optimizers
 from nlhf_jax import partitioning
 from nlhf_jax import train_state as ts
 from nlhf_jax import trainer
-from nlhf_jax.algorithms import packing
 from nlhf_jax.algorithms import preference_model as pm
 from nlhf_jax.algorithms import reward_model as rm
 from nlhf_jax.jobs import supervised
 from nlhf_jax.models import init as model_init
+from nlhf_jax.models import packing
+from nlhf_jax.models import reward
 from nlhf_jax.models import t5
 
 TINY = t5.T5Config(vocab_size=64, d_model=16, num_heads=2, d_kv=8, d_ff=32,
@@ -30,7 +31,7 @@ def test_bradley_terry_step_matches_separate_rewards():
            "decoder_target_tokens_a": rng.integers(3, 64, (n, 4)),
            "decoder_target_tokens_b": rng.integers(3, 64, (n, 4)),
            "label": np.array([1, 0, 1, 1])}
-  layout = rm.RewardLayout(length=16, marker=(5,))
+  layout = reward.RewardLayout(length=16, marker=(5,))
   model = t5.T5Scorer(TINY)
   params = nn.unbox(jax.jit(model_init.scorer_init_fn(model, 0))())
   # r(x, y) is the scorer applied to the packed [x ; marker ; y ; EOS].
@@ -58,7 +59,7 @@ def test_reward_model_learns_the_synthetic_world(world, small_model,
       checkpoint=checkpointing.CheckpointConfig(every_steps=0))
   result = supervised.reward_model_job(model=small_model, mesh=partitioning.MeshConfig(),
                         train=config, data=data, workdir=str(tmp_path),
-                        layout=rm.RewardLayoutConfig(length=160))
+                        layout=reward.RewardLayoutConfig(length=160))
   metrics = result.eval_metrics
   print("reward model eval:", metrics)
   assert metrics["examples"] == 400

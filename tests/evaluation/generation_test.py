@@ -24,7 +24,7 @@ from nlhf_jax import data_iterators as di
 from nlhf_jax import jsonl_data
 from nlhf_jax import losses
 from nlhf_jax import sampling
-from nlhf_jax.algorithms import preference_model as pm_lib
+from nlhf_jax.models import preference as pm_lib
 from nlhf_jax.data import annotators
 from nlhf_jax.data import prompts as prompts_lib
 from nlhf_jax.data import synthetic

@@ -20,6 +20,10 @@ FORBIDDEN_IN_ALGORITHMS = (
 # Models are the bottom layer of the learning code.
 FORBIDDEN_IN_MODELS = ("gin", "nlhf_jax.algorithms", "nlhf_jax.jobs",
                        "nlhf_jax.trainer", "nlhf_jax.checkpointing")
+# Evaluation reads checkpoints through the model side (models/, program),
+# never through a training algorithm or a job.
+FORBIDDEN_IN_EVALUATION = ("nlhf_jax.algorithms", "nlhf_jax.jobs",
+                           "nlhf_jax.trainer")
 
 
 def _modules(subpackage):
@@ -54,6 +58,12 @@ def test_algorithms_import_no_trainer_checkpointing_data_or_gin(path):
 @pytest.mark.parametrize("path", _modules("models"), ids=os.path.basename)
 def test_models_import_no_algorithm_or_job(path):
   assert _violations(path, FORBIDDEN_IN_MODELS) == []
+
+
+@pytest.mark.parametrize("path", _modules("evaluation"),
+                         ids=os.path.basename)
+def test_evaluation_imports_no_algorithm_job_or_trainer(path):
+  assert _violations(path, FORBIDDEN_IN_EVALUATION) == []
 
 
 def test_the_checker_sees_forbidden_imports(tmp_path):

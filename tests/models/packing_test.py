@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nlhf_jax.algorithms import packing
+from nlhf_jax.models import packing
 
 
 def test_pack_layout_strips_eos_and_padding():

@@ -1,0 +1,67 @@
+"""What every job does around `trainer.train`: iterators and initial weights.
+
+A job (supervised.py, online_job.py) builds its mesh and its Program
+(`trainer.build_program`), restores any frozen models at the Program's
+layout, and hands both to `run_training`, which opens this process's share
+of the data and, when `init.path` is set, loads the initial weights
+(pretrained or an earlier run) at the Program's parameter layout.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import jax
+
+from nlhf_jax import checkpointing
+from nlhf_jax import data_iterators
+from nlhf_jax import program as program_lib
+from nlhf_jax import trainer
+
+
+def run_training(*, config: trainer.TrainConfig, workdir: str,
+                 program: program_lib.Program,
+                 data: data_iterators.DataSource,
+                 evaluator: Optional[trainer.Evaluator] = None,
+                 model_config: Any = None,
+                 init: checkpointing.InitConfig = checkpointing.InitConfig(),
+                 allow_missing: Sequence[str] = (),
+                 ignore_unused: Sequence[str] = (),
+                 progress_keys: Optional[tuple[str, ...]] = None,
+                 frozen: Optional[trainer.Frozen] = None
+                 ) -> trainer.TrainResult:
+  """`trainer.train` with the data iterators and initial parameters set up.
+
+  Args:
+    config: run settings (`program` was built from them).
+    workdir: output directory.
+    program: the state layout and jitted step (`trainer.build_program`).
+    data: the dataset (train iterator, eval iterator); this process reads
+      its share of every global batch.
+    evaluator: optional evaluation on `data.eval_iterator`.
+    model_config: T5Config of the model (for pretrained imports).
+    init: pretrained / params-only initialisation (None path: random).
+    allow_missing: parameter prefixes the checkpoint may lack (new heads).
+    ignore_unused: checkpoint prefixes the model does not use.
+    progress_keys: metrics shown on the console.
+    frozen: the frozen models' parameters (see `trainer.train`).
+
+  Returns:
+    The TrainResult of `trainer.train`.
+  """
+  index, count = jax.process_index(), jax.process_count()
+  train_data = data.train_iterator(config.batch_size, config.seed, index,
+                                   count)
+  eval_size = config.eval_batch_size or config.batch_size
+  eval_data = None
+  if evaluator is not None:
+    eval_data = lambda: data.eval_iterator(eval_size, index, count)
+  initial = None
+  if init.path is not None:
+    initial = lambda abstract, fresh: checkpointing.load_initial_params(
+        init, model_config, abstract, fresh, allow_missing=allow_missing,
+        ignore_unused=ignore_unused)
+  return trainer.train(config=config, workdir=workdir, program=program,
+                       train_data=train_data, evaluator=evaluator,
+                       eval_data=eval_data, initial_params_fn=initial,
+                       progress_keys=progress_keys, frozen=frozen)
