@@ -18,11 +18,11 @@ from typing import Any, Mapping
 import jax
 import jax.numpy as jnp
 
+from nlhf_jax import errors
 from nlhf_jax import losses
 from nlhf_jax import train_state
 from nlhf_jax.algorithms import packing
 from nlhf_jax.algorithms import preference_model
-from nlhf_jax.errors import ConfigError
 from nlhf_jax.models import t5
 
 Batch = Mapping[str, jax.Array]
@@ -49,9 +49,7 @@ class RewardLayoutConfig:
   marker: str = " Summary:"
 
   def __post_init__(self):
-    if self.length < 2:
-      raise ConfigError(f"RewardLayoutConfig.length must be >= 2, got "
-                        f"{self.length}.")
+    errors.check_at_least(self, "length", self.length, 2, integer=True)
 
 
 def make_layout(config: RewardLayoutConfig, data: Any) -> RewardLayout:

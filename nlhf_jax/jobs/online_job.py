@@ -56,11 +56,13 @@ class FrozenModels:
   judge: str
 
   def __post_init__(self):
-    for name in ("reference", "judge"):
-      path = getattr(self, name)
-      if not isinstance(path, str) or not os.path.exists(path):
-        raise ConfigError(f"FrozenModels.{name}: checkpoint {path!r} does "
-                          "not exist (train that stage first).")
+    # Imported here: this file's edits are kept to __post_init__ for now.
+    from nlhf_jax import errors  # pylint: disable=g-import-not-at-top
+    for name, macro in (("reference", "SFT_DIR"), ("judge", "JUDGE_DIR")):
+      errors.check_path_exists(
+          self, name, getattr(self, name),
+          hint=f"gin macro {macro}: the checkpoint of a finished stage; "
+          "train that stage first")
 
 
 def restore_frozen(path: str, init_fn: Callable[[], Any], mesh,
