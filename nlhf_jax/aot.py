@@ -226,7 +226,8 @@ def main(argv: Optional[Sequence[str]] = None) -> list[dict[str, Any]]:
   parser.add_argument("--input_length", type=int, default=512)
   parser.add_argument("--target_length", type=int, default=64)
   parser.add_argument("--json", default=None)
-  try:
+  from nlhf_jax import cli  # pylint: disable=g-import-not-at-top
+  with cli.exit_on_config_error():  # One line on stderr, exit 2.
     bindings, rest = main_lib.split_gin_args(argv)
     flags = parser.parse_args(rest)
     if flags.table:
@@ -263,9 +264,6 @@ def main(argv: Optional[Sequence[str]] = None) -> list[dict[str, Any]]:
         flags.topology, policy_cfg, pm_cfg, mesh_cfg,
         Shapes(flags.batch_size, flags.input_length, flags.target_length),
         [p for p in flags.programs.split(",") if p], on_report=record)
-  except ConfigError as e:
-    print(f"Config error: {e}", file=sys.stderr)
-    sys.exit(2)
   return rows
 
 

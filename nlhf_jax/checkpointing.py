@@ -42,12 +42,13 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from nlhf_jax import checkpoint_import
-from nlhf_jax.errors import ConfigError
+from nlhf_jax import errors
 
 MANIFEST = "nlhf_manifest.json"
 CHECKPOINTS_SUBDIR = "checkpoints"
 QUARANTINE_SUBDIR = "checkpoints_quarantine"
 INTEGRITY_MODES = ("none", "size", "crc32")
+INIT_FORMATS = ("auto", "hf", "t5x", "nlhf")
 _CHUNK = 1 << 22
 
 
@@ -69,15 +70,10 @@ class CheckpointConfig:
   integrity: str = "crc32"
 
   def __post_init__(self):
-    if self.every_steps < 0:
-      raise ConfigError(f"CheckpointConfig.every_steps must be >= 0, got "
-                        f"{self.every_steps}.")
-    if self.keep < 1:
-      raise ConfigError(f"CheckpointConfig.keep must be >= 1, got "
-                        f"{self.keep}.")
-    if self.integrity not in INTEGRITY_MODES:
-      raise ConfigError(f"CheckpointConfig.integrity must be one of "
-                        f"{INTEGRITY_MODES}, got {self.integrity!r}.")
+    errors.check_non_negative(self, "every_steps", self.every_steps,
+                              integer=True)
+    errors.check_at_least(self, "keep", self.keep, 1, integer=True)
+    errors.check_choice(self, "integrity", self.integrity, INTEGRITY_MODES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -348,11 +344,12 @@ class InitConfig:
   ignore_unused: tuple[str, ...] = ()
 
   def __post_init__(self):
-    if self.format not in ("auto", "hf", "t5x", "nlhf"):
-      raise ConfigError(f"InitConfig.format must be 'auto', 'hf', 't5x' or "
-                        f"'nlhf', got {self.format!r}.")
-    if self.path is not None and not epath.Path(self.path).exists():
-      raise ConfigError(f"InitConfig.path {self.path!r} does not exist.")
+    errors.check_choice(self, "format", self.format, INIT_FORMATS)
+    if self.path is not None:
+      errors.check_path_exists(
+          self, "path", self.path, exists=lambda p: epath.Path(p).exists(),
+          hint="a Hugging Face T5 directory, a T5X checkpoint or an nlhf_jax "
+          "workdir; gin macro INIT_PATH")
 
 
 def _place(value: Any, like: Any) -> jax.Array:

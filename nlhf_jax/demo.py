@@ -42,6 +42,8 @@ import sys
 import time
 from typing import Any, Callable, Optional, Sequence
 
+from nlhf_jax import cli
+from nlhf_jax import errors
 from nlhf_jax import main as main_lib
 from nlhf_jax import sweep
 from nlhf_jax.errors import ConfigError
@@ -141,10 +143,13 @@ class DemoConfig:
   def __post_init__(self):
     for field in dataclasses.fields(self):
       value = getattr(self, field.name)
-      if isinstance(value, (int, float)) and field.name != "seed" and (
-          value < 0 or (value == 0 and field.name != "eval_prompts")):
-        raise ConfigError(f"DemoConfig.{field.name} must be positive, got "
-                          f"{value!r}.")
+      if field.name == "seed" or field.name == "methods":
+        continue  # Any seed; the methods are checked below.
+      if field.name == "eval_prompts":
+        errors.check_non_negative(self, field.name, value, integer=True,
+                                  hint="0: all")
+      else:
+        errors.check_positive(self, field.name, value)
     width = max(self.target_length, self.response_length)
     if self.packed_length < 2 * width + 16:
       raise ConfigError(
@@ -507,9 +512,13 @@ def _flags(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-  """Command-line entry point; returns the exit status."""
+  """Command-line entry point; returns 0.
+
+  A ConfigError (e.g. another run's settings in `--out`) prints one line and
+  exits with 2 (`nlhf_jax.cli`).
+  """
   flags = _flags(sys.argv[1:] if argv is None else argv)
-  try:
+  with cli.exit_on_config_error():
     config = (QUICK if flags.quick else DemoConfig()).scaled(
         flags.steps_scale)
     if flags.seed is not None:
@@ -520,9 +529,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       config = dataclasses.replace(config, methods=tuple(
           m.strip() for m in flags.methods.split(",") if m.strip()))
     Demo(flags.out, config).run()
-  except ConfigError as e:
-    print(f"Config error: {e}", file=sys.stderr)
-    return 2
   return 0
 
 

@@ -82,20 +82,25 @@ class _TldrFiles:
   max_examples: int = 0
 
   def __post_init__(self):
-    for name, macro in (("data_dir", "DATA_DIR"), ("vocabulary", "VOCABULARY")):
-      if not isinstance(getattr(self, name), str):
-        raise ConfigError(f"{type(self).__name__}.{name} is not set (gin "
-                          f"macro {macro}: a path string).")
-    if not os.path.isdir(self.data_dir):
-      raise ConfigError(f"{type(self).__name__}.data_dir {self.data_dir!r} is "
-                        "not a directory (gin macro DATA_DIR).")
-    if not os.path.isfile(self.vocabulary):
-      raise ConfigError(f"{type(self).__name__}.vocabulary {self.vocabulary!r} "
-                        "is not a file (gin macro VOCABULARY: a SentencePiece "
-                        ".model).")
-    if self.input_length < 8 or self.target_length < 2:
-      raise ConfigError(f"input_length {self.input_length} / target_length "
-                        f"{self.target_length} are too small.")
+    # Imported here: this file's edits are kept to __post_init__ for now.
+    from nlhf_jax import errors  # pylint: disable=g-import-not-at-top
+    errors.check_path_exists(self, "data_dir", self.data_dir, kind="dir",
+                             hint="gin macro DATA_DIR")
+    errors.check_path_exists(
+        self, "vocabulary", self.vocabulary, kind="file",
+        hint="gin macro VOCABULARY: a SentencePiece .model")
+    errors.check_at_least(self, "input_length", self.input_length, 8,
+                          integer=True)
+    errors.check_at_least(self, "target_length", self.target_length, 2,
+                          integer=True)
+    errors.check_non_negative(self, "max_examples", self.max_examples,
+                              integer=True, hint="0: all rows")
+    # The subclasses' eval_split (validated here, with the shared fields).
+    if isinstance(self, SftJsonlSource):
+      errors.check_choice(self, "eval_split", self.eval_split, SFT_SPLITS)
+    elif isinstance(self, PreferenceJsonlSource):
+      errors.check_choice(self, "eval_split", self.eval_split,
+                          COMPARISON_SPLITS)
 
   @property
   def vocab_size(self) -> int:

@@ -33,6 +33,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import gin
 
+from nlhf_jax import cli
 from nlhf_jax.errors import ConfigError
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -125,7 +126,7 @@ def _unbound_gin_argument(error: Exception) -> Optional[ConfigError]:
   return ConfigError(where + ".")
 
 
-def _one_line(error: ConfigError) -> str:
+def _one_line(error: Exception) -> str:
   """The error's own message, without the call chain gin appends to it.
 
   The innermost gin scope of that chain (e.g. `t5_tiny` for a size file's
@@ -177,33 +178,28 @@ def _flags(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Any:
-  """Parses flags and gin, initialises multi-process JAX, runs the job."""
+  """Parses flags and gin, initialises multi-process JAX, runs the job.
+
+  A ConfigError (or DataError) is printed as one line and exits with 2
+  (`nlhf_jax.cli`): while parsing, while gin builds the bound arguments
+  (config dataclasses validate in __post_init__) or while a job checks
+  mesh, batch and vocabulary, all before compute.
+  """
   argv = list(sys.argv[1:] if argv is None else argv)
-  try:
+  with cli.exit_on_config_error(describe=_one_line):
     bindings, rest = split_gin_args(argv)
     flags = _flags(rest)
     gin_files = [f for arg in flags.gin_file for f in arg.split(",") if f]
     if not gin_files:
       raise ConfigError("No --gin_file given.")
     parse_config(gin_files, list(flags.gin_bindings) + bindings)
-  except ConfigError as e:
-    print(f"Config error: {e}", file=sys.stderr)
-    sys.exit(2)
 
-  if flags.platform:
-    os.environ["JAX_PLATFORMS"] = flags.platform
-  from nlhf_jax import partitioning  # pylint: disable=g-import-not-at-top
-  partitioning.initialize_distributed(
-      flags.coordinator_address, flags.num_processes, flags.process_id)
-  try:
+    if flags.platform:
+      os.environ["JAX_PLATFORMS"] = flags.platform
+    from nlhf_jax import partitioning  # pylint: disable=g-import-not-at-top
+    partitioning.initialize_distributed(
+        flags.coordinator_address, flags.num_processes, flags.process_id)
     return _run_parsed()  # The config was parsed above, before JAX started.
-  except ConfigError as e:
-    # Raised while gin builds the bound arguments (config dataclasses
-    # validate in __post_init__) or while a job checks mesh, batch and
-    # vocabulary: before compute.
-    print(f"Config error: {_one_line(e)}", file=sys.stderr)
-    sys.exit(2)
-
 
 if __name__ == "__main__":
   main()

@@ -51,19 +51,18 @@ class OptimizerConfig:
   b2: float = 0.999
 
   def __post_init__(self):
-    if self.name not in OPTIMIZERS:
-      raise ConfigError(f"OptimizerConfig.name must be one of {OPTIMIZERS}, "
-                        f"got {self.name!r}.")
-    if self.schedule not in SCHEDULES:
-      raise ConfigError(f"OptimizerConfig.schedule must be one of "
-                        f"{SCHEDULES}, got {self.schedule!r}.")
-    if not self.learning_rate > 0:
-      raise ConfigError(f"OptimizerConfig.learning_rate must be > 0, got "
-                        f"{self.learning_rate!r}.")
-    for name in ("warmup_steps", "weight_decay", "grad_clip_norm"):
-      if getattr(self, name) < 0:
-        raise ConfigError(f"OptimizerConfig.{name} must be >= 0, got "
-                          f"{getattr(self, name)!r}.")
+    # Imported here: this file's edits are kept to __post_init__ for now.
+    from nlhf_jax import errors  # pylint: disable=g-import-not-at-top
+    errors.check_choice(self, "name", self.name, OPTIMIZERS)
+    errors.check_choice(self, "schedule", self.schedule, SCHEDULES)
+    errors.check_positive(self, "learning_rate", self.learning_rate)
+    errors.check_non_negative(self, "warmup_steps", self.warmup_steps,
+                              integer=True)
+    for name in ("weight_decay", "grad_clip_norm", "adafactor_decay_rate"):
+      errors.check_non_negative(self, name, getattr(self, name))
+    for name in ("b1", "b2"):
+      errors.check_in_range(self, name, getattr(self, name), 0.0, 1.0,
+                            high_inclusive=False)
 
 
 def learning_rate_schedule(config: OptimizerConfig,

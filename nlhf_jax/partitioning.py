@@ -72,14 +72,15 @@ class MeshConfig:
   model: int = 1
 
   def __post_init__(self):
+    # Imported here: this file's edits are kept to __post_init__ for now.
+    from nlhf_jax import errors  # pylint: disable=g-import-not-at-top
     sizes = self.sizes
     if sum(s == -1 for s in sizes) > 1:
       raise ConfigError(f"MeshConfig: at most one axis may be -1, got "
                        f"{dict(zip(MESH_AXES, sizes))}.")
     for name, size in zip(MESH_AXES, sizes):
-      if size != -1 and (not isinstance(size, int) or size < 1):
-        raise ConfigError(f"MeshConfig.{name} must be a positive int or -1, "
-                         f"got {size!r}.")
+      errors.check_positive(self, name, size, integer=True, also=(-1,),
+                            hint="-1: the devices left")
 
   @property
   def sizes(self) -> tuple[int, int, int]:

@@ -56,8 +56,8 @@ from flax import struct
 import jax
 import jax.numpy as jnp
 
+from nlhf_jax import errors
 from nlhf_jax import mixtures
-from nlhf_jax.errors import ConfigError
 from nlhf_jax.models import t5
 
 Array = jax.Array
@@ -94,24 +94,25 @@ class SamplingConfig:
   return_logits: bool = False
 
   def __post_init__(self):
-    if not isinstance(self.max_decode_length, int) or \
-        self.max_decode_length < 1:
-      raise ConfigError("SamplingConfig.max_decode_length must be a positive "
-                        f"int, got {self.max_decode_length!r}.")
-    if not self.temperature >= 0.0:
-      raise ConfigError("SamplingConfig.temperature must be >= 0 (0 = greedy), "
-                        f"got {self.temperature!r}.")
-    if self.top_k is not None and (not isinstance(self.top_k, int) or
-                                   self.top_k < 1):
-      raise ConfigError("SamplingConfig.top_k must be None or a positive int, "
-                        f"got {self.top_k!r}.")
-    if self.top_p is not None and not 0.0 < self.top_p < 1.0:
-      raise ConfigError("SamplingConfig.top_p must be None or in (0, 1), got "
-                        f"{self.top_p!r}.")
-    if self.eos_id is not None and (not isinstance(self.eos_id, int) or
-                                    self.eos_id <= PAD_ID):
-      raise ConfigError(f"SamplingConfig.eos_id must be None or a positive "
-                        f"int (the pad id is {PAD_ID}), got {self.eos_id!r}.")
+    errors.check_positive(self, "max_decode_length", self.max_decode_length,
+                          integer=True)
+    errors.check_non_negative(self, "temperature", self.temperature,
+                              hint="0 = greedy")
+    check_truncation(self, self.top_k, self.top_p)
+    errors.check_at_least(self, "eos_id", self.eos_id, PAD_ID + 1,
+                          integer=True, also=(None,),
+                          hint=f"the pad id is {PAD_ID}")
+
+
+def check_truncation(owner: Any, top_k: Optional[int],
+                     top_p: Optional[float]) -> None:
+  """ConfigError unless top_k is None or >= 1 and top_p None or in (0, 1).
+
+  Shared by `SamplingConfig` and the configs that build one.
+  """
+  errors.check_positive(owner, "top_k", top_k, integer=True, also=(None,))
+  errors.check_in_range(owner, "top_p", top_p, 0.0, 1.0, low_inclusive=False,
+                        high_inclusive=False, also=(None,))
 
 
 class SampleOutput(struct.PyTreeNode):

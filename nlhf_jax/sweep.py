@@ -49,6 +49,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import gin
 
+from nlhf_jax import cli
 from nlhf_jax import main as main_lib
 from nlhf_jax.errors import ConfigError
 from nlhf_jax.evaluation import metric_logs
@@ -576,9 +577,12 @@ def _flags(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-  """Command-line entry point (module docstring); returns the exit status."""
+  """Command-line entry point (module docstring); returns 0.
+
+  A ConfigError prints one line and exits with 2 (`nlhf_jax.cli`).
+  """
   flags, bindings = _flags(sys.argv[1:] if argv is None else argv)
-  try:
+  with cli.exit_on_config_error():
     experiments = discover(flags.experiments, flags.only)
     paths = SweepPaths(
         config_gins=tuple(flags.model_gin + flags.mesh_gin),
@@ -593,9 +597,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                               num_prompts=flags.eval_prompts,
                               split=flags.eval_split, p_star=flags.p_star)
       print(f"Report: {report}")
-  except ConfigError as e:
-    print(f"Config error: {e}", file=sys.stderr)
-    return 2
   return 0
 
 

@@ -38,6 +38,7 @@ import numpy as np
 
 from nlhf_jax import checkpointing
 from nlhf_jax import data_iterators
+from nlhf_jax import errors
 from nlhf_jax import metrics as metrics_lib
 from nlhf_jax import optimizers
 from nlhf_jax import partitioning
@@ -86,17 +87,14 @@ class TrainConfig:
       checkpointing.CheckpointConfig())
 
   def __post_init__(self):
+    # Imported here: this file's edits are kept to __post_init__ for now.
     for name in ("steps", "batch_size", "log_every"):
-      if getattr(self, name) < 1:
-        raise ConfigError(f"TrainConfig.{name} must be >= 1, got "
-                          f"{getattr(self, name)!r}.")
+      errors.check_at_least(self, name, getattr(self, name), 1,
+                            integer=True)
     for name in ("eval_every", "eval_batches", "eval_batch_size"):
-      if getattr(self, name) < 0:
-        raise ConfigError(f"TrainConfig.{name} must be >= 0, got "
-                          f"{getattr(self, name)!r}.")
-    if self.nan_policy not in NAN_POLICIES:
-      raise ConfigError(f"TrainConfig.nan_policy must be one of "
-                        f"{NAN_POLICIES}, got {self.nan_policy!r}.")
+      errors.check_non_negative(self, name, getattr(self, name),
+                                integer=True)
+    errors.check_choice(self, "nan_policy", self.nan_policy, NAN_POLICIES)
 
 
 class NonFiniteLossError(RuntimeError):

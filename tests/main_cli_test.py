@@ -64,3 +64,31 @@ def test_run_file_without_model_file_names_the_macro(small_world, tmp_path):
   assert proc.returncode == 2, proc.stderr[-2000:]
   assert "Traceback" not in proc.stderr
   assert "macro MODEL is not set" in proc.stderr.strip().splitlines()[-1]
+
+
+# The other entry points share the contract (nlhf_jax.cli); each case stops
+# at its first check, before any compute.
+OTHER_CLIS = {
+    "sweep": (["nlhf_jax.sweep", "--experiments", "/nonexistent",
+               "--model_gin", "gin_configs/models/tiny.gin", "--data_dir",
+               "d", "--vocabulary", "v", "--sft_dir", "s", "--pm_dir", "p",
+               "--workdir", "w", "--dry_run"],
+              "Config error: --experiments '/nonexistent' is not a directory"),
+    "demo": (["nlhf_jax.demo", "--out", "{tmp}", "--quick", "--steps_scale",
+              "0"], "Config error: --steps_scale must be > 0"),
+    "aot": (["nlhf_jax.aot", "--gin_file=gin_configs/models/tiny.gin"],
+            "Config error: --topology is required"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OTHER_CLIS))
+def test_other_entry_points_exit_2_with_one_line(name, tmp_path):
+  argv, expected = OTHER_CLIS[name]
+  env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
+  proc = subprocess.run(
+      [sys.executable, "-m", *[a.format(tmp=tmp_path / "out") for a in argv]],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert "Traceback" not in proc.stderr
+  lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
+  assert lines[-1].startswith(expected), proc.stderr[-2000:]

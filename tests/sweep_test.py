@@ -81,8 +81,11 @@ def test_dry_run_through_the_pod_launcher(tmp_path, capsys):
 
 
 def test_errors_are_reported(tmp_path, capsys):
-  assert sweep.main(_args(tmp_path, "--dry_run", "--only", "nope*")) == 2
-  assert "No experiment gin files" in capsys.readouterr().err
+  with pytest.raises(SystemExit) as exc:
+    sweep.main(_args(tmp_path, "--dry_run", "--only", "nope*"))
+  assert exc.value.code == 2
+  err = capsys.readouterr().err
+  assert err.startswith("Config error: No experiment gin files"), err
   paths = sweep.SweepPaths(("gin_configs/models/tiny.gin",), "d", "v", "s",
                            "p", None, str(tmp_path))
   rlhf = sweep.discover(EXPERIMENTS, ["rlhf_tau_005"])[0]

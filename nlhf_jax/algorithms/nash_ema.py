@@ -14,6 +14,7 @@ import dataclasses
 
 import jax
 
+from nlhf_jax import errors
 from nlhf_jax import mixtures
 from nlhf_jax import sampling
 from nlhf_jax.algorithms import nash_md
@@ -35,9 +36,9 @@ class NashEMAConfig:
   tau: float = 0.008
 
   def __post_init__(self):
-    online.check_unit_interval("NashEMAConfig.decay", self.decay,
-                               closed_right=False)
-    online.check_nonnegative("NashEMAConfig.tau", self.tau)
+    errors.check_in_range(self, "decay", self.decay, 0.0, 1.0,
+                          high_inclusive=False)
+    errors.check_non_negative(self, "tau", self.tau)
 
 
 def make_train_step(policy: t5.T5, reference: t5.T5,

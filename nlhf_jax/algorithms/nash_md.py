@@ -22,6 +22,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from nlhf_jax import errors
 from nlhf_jax.algorithms import online
 from nlhf_jax.algorithms import policy_gradient as pg
 from nlhf_jax.models import preference as pm_lib
@@ -41,8 +42,8 @@ class NashMDConfig:
   tau: float = 0.008
 
   def __post_init__(self):
-    online.check_unit_interval("NashMDConfig.beta", self.beta)
-    online.check_nonnegative("NashMDConfig.tau", self.tau)
+    errors.check_in_range(self, "beta", self.beta, 0.0, 1.0)
+    errors.check_non_negative(self, "tau", self.tau)
 
 
 def preference_update(policy: t5.T5, preference: t5.T5Scorer,

@@ -18,10 +18,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from nlhf_jax import errors
 from nlhf_jax import losses
 from nlhf_jax import sampling
 from nlhf_jax import train_state
-from nlhf_jax.errors import ConfigError
 from nlhf_jax.models import t5
 
 Array = jax.Array
@@ -46,31 +46,16 @@ class ResponseConfig:
   top_p: float | None = None
 
   def __post_init__(self):
-    if self.max_decode_length < 1:
-      raise ConfigError("ResponseConfig.max_decode_length must be >= 1, got "
-                        f"{self.max_decode_length}.")
-    if not self.temperature > 0:
-      raise ConfigError("ResponseConfig.temperature must be > 0 for on-policy "
-                        f"training, got {self.temperature}.")
+    errors.check_at_least(self, "max_decode_length", self.max_decode_length,
+                          1, integer=True)
+    errors.check_positive(self, "temperature", self.temperature,
+                          hint="on-policy training samples")
+    sampling.check_truncation(self, self.top_k, self.top_p)
 
   def sampling_config(self) -> sampling.SamplingConfig:
     return sampling.SamplingConfig(
         max_decode_length=self.max_decode_length,
         temperature=self.temperature, top_k=self.top_k, top_p=self.top_p)
-
-
-def check_unit_interval(name: str, value: float, *, closed_right: bool = True
-                        ) -> None:
-  """ConfigError unless value ∈ [0, 1] (or [0, 1) when not closed_right)."""
-  ok = 0.0 <= value <= 1.0 if closed_right else 0.0 <= value < 1.0
-  if not ok:
-    interval = "[0, 1]" if closed_right else "[0, 1)"
-    raise ConfigError(f"{name} must be in {interval}, got {value!r}.")
-
-
-def check_nonnegative(name: str, value: float) -> None:
-  if not value >= 0.0:
-    raise ConfigError(f"{name} must be >= 0, got {value!r}.")
 
 
 def sample_policy_and_mixture(policy: t5.T5, params: Any,

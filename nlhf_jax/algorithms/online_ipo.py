@@ -15,10 +15,10 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from nlhf_jax import errors
 from nlhf_jax.algorithms import online
 from nlhf_jax.algorithms import policy_gradient as pg
 from nlhf_jax.models import preference as pm_lib
-from nlhf_jax.errors import ConfigError
 from nlhf_jax.models import t5
 
 
@@ -33,9 +33,7 @@ class OnlineIPOConfig:
   tau: float = 1.0
 
   def __post_init__(self):
-    if not self.tau > 0:
-      raise ConfigError(f"OnlineIPOConfig.tau must be > 0, got "
-                               f"{self.tau!r}.")
+    errors.check_positive(self, "tau", self.tau)
 
 
 def make_train_step(policy: t5.T5, reference: t5.T5,

@@ -14,6 +14,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from nlhf_jax import errors
 from nlhf_jax import sampling
 from nlhf_jax.algorithms import online
 from nlhf_jax.algorithms import policy_gradient as pg
@@ -32,7 +33,7 @@ class RLHFConfig:
   tau: float = 0.05
 
   def __post_init__(self):
-    online.check_nonnegative("RLHFConfig.tau", self.tau)
+    errors.check_non_negative(self, "tau", self.tau)
 
 
 def leave_one_out_baseline(rewards_b: jax.Array) -> jax.Array:

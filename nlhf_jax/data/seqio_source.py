@@ -40,8 +40,10 @@ import numpy as np
 import seqio
 
 from nlhf_jax import data_iterators as di
+from nlhf_jax import errors
 from nlhf_jax.data import feature_converters
 from nlhf_jax.data import tasks
+from nlhf_jax.data import tldr_builders
 from nlhf_jax.data import vocab as vocab_lib
 
 SFT_FEATURES = {"encoder_input_tokens": np.int32,
@@ -81,14 +83,17 @@ class _SeqioSource:
   _FEATURES = SFT_FEATURES
 
   def __post_init__(self):
+    # Not checked for existence: TFDS directories may be remote (gs://) and
+    # the vocabulary may be "byte".
     for name in ("data_dir", "vocabulary"):
-      if not getattr(self, name):
-        raise ValueError(f"{type(self).__name__}.{name} is required (gin: "
-                         f"DATA_DIR = TFDS data dir, VOCABULARY = .model).")
+      if not isinstance(getattr(self, name), str) or not getattr(self, name):
+        raise errors.ConfigError(
+            f"{type(self).__name__}.{name} is required (gin: DATA_DIR = TFDS "
+            f"data dir, VOCABULARY = .model), got {getattr(self, name)!r}.")
     for name in ("input_length", "target_length", "shuffle_buffer"):
-      if getattr(self, name) < 2:
-        raise ValueError(f"{type(self).__name__}.{name} must be >= 2, got "
-                         f"{getattr(self, name)}.")
+      errors.check_at_least(self, name, getattr(self, name), 2, integer=True)
+    errors.check_choice(self, "eval_split", self.eval_split,
+                        self._EVAL_SPLITS)
 
   # What the jobs read besides batches --------------------------------------
 
@@ -172,6 +177,8 @@ class SeqioSftSource(_SeqioSource):
 
   eval_split: str = "validation"
 
+  _EVAL_SPLITS = tuple(tldr_builders.FILTERED_FILES)
+
   def _task(self) -> str:
     return tasks.SFT_TASK
 
@@ -196,6 +203,13 @@ class SeqioPreferenceSource(_SeqioSource):
   min_confidence: Optional[int] = None
 
   _FEATURES = PAIR_FEATURES
+  _EVAL_SPLITS = tldr_builders.COMPARISON_SPLITS
+
+  def __post_init__(self):
+    super().__post_init__()
+    errors.check_at_least(self, "min_confidence", self.min_confidence, 1,
+                          integer=True, also=(None,),
+                          hint="None keeps all comparisons")
 
   def _task(self) -> str:
     return tasks.preference_task_name(self.min_confidence)

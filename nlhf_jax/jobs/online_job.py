@@ -20,10 +20,10 @@ file (see gin_configs/runs/nash_md.gin).
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any, Callable, Union
 
 from nlhf_jax import checkpointing
+from nlhf_jax import errors
 from nlhf_jax import partitioning
 from nlhf_jax import train_state
 from nlhf_jax import trainer
@@ -56,11 +56,12 @@ class FrozenModels:
   judge: str
 
   def __post_init__(self):
-    for name in ("reference", "judge"):
-      path = getattr(self, name)
-      if not isinstance(path, str) or not os.path.exists(path):
-        raise ConfigError(f"FrozenModels.{name}: checkpoint {path!r} does "
-                          "not exist (train that stage first).")
+    # Imported here: this file's edits are kept to __post_init__ for now.
+    for name, macro in (("reference", "SFT_DIR"), ("judge", "JUDGE_DIR")):
+      errors.check_path_exists(
+          self, name, getattr(self, name),
+          hint=f"gin macro {macro}: the checkpoint of a finished stage; "
+          "train that stage first")
 
 
 def restore_frozen(paths: FrozenModels,

@@ -21,8 +21,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from nlhf_jax import errors
 from nlhf_jax import losses
-from nlhf_jax.errors import ConfigError
 from nlhf_jax.models import packing
 from nlhf_jax.models import t5
 
@@ -57,9 +57,7 @@ class LayoutConfig:
   second_marker: str = " Summary 2:"
 
   def __post_init__(self):
-    if self.length < 2:
-      raise ConfigError(f"LayoutConfig.length must be >= 2, got "
-                        f"{self.length}.")
+    errors.check_at_least(self, "length", self.length, 2, integer=True)
 
 
 def make_layout(config: LayoutConfig, data: Any) -> PairLayout:

@@ -13,7 +13,7 @@ from typing import Any
 
 import jax
 
-from nlhf_jax.errors import ConfigError
+from nlhf_jax import errors
 from nlhf_jax.models import packing
 from nlhf_jax.models import t5
 
@@ -39,9 +39,7 @@ class RewardLayoutConfig:
   marker: str = " Summary:"
 
   def __post_init__(self):
-    if self.length < 2:
-      raise ConfigError(f"RewardLayoutConfig.length must be >= 2, got "
-                        f"{self.length}.")
+    errors.check_at_least(self, "length", self.length, 2, integer=True)
 
 
 def make_layout(config: RewardLayoutConfig, data: Any) -> RewardLayout:

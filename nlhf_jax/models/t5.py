@@ -24,12 +24,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from nlhf_jax.errors import ConfigError
+from nlhf_jax import errors
 from nlhf_jax.models import layers
 
 Array = jax.Array
 
 REMAT_POLICIES = ("none", "full", "dots")
+# The usual activation and parameter dtypes (any floating dtype is valid).
+DTYPES = ("float32", "bfloat16", "float16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,22 +67,21 @@ class T5Config:
                  "num_encoder_layers", "num_decoder_layers",
                  "relative_attention_num_buckets",
                  "relative_attention_max_distance"):
-      value = getattr(self, name)
-      if not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"T5Config.{name} must be a positive int, got "
-                         f"{value!r}.")
-    if not 0.0 <= self.dropout_rate < 1.0:
-      raise ConfigError(f"T5Config.dropout_rate must be in [0, 1), got "
-                       f"{self.dropout_rate!r}.")
-    if self.remat_policy not in REMAT_POLICIES:
-      raise ConfigError(f"T5Config.remat_policy must be one of "
-                       f"{REMAT_POLICIES}, got {self.remat_policy!r}.")
+      errors.check_positive(self, name, getattr(self, name), integer=True)
+    errors.check_in_range(self, "dropout_rate", self.dropout_rate, 0.0, 1.0,
+                          high_inclusive=False)
+    errors.check_positive(self, "layer_norm_epsilon", self.layer_norm_epsilon)
+    errors.check_choice(self, "remat_policy", self.remat_policy,
+                        REMAT_POLICIES)
     for name in ("dtype", "param_dtype"):
+      value = getattr(self, name)
       try:
-        jnp.dtype(getattr(self, name))
-      except TypeError as e:
-        raise ConfigError(f"T5Config.{name}: unknown dtype "
-                         f"{getattr(self, name)!r}.") from e
+        floating = jnp.issubdtype(jnp.dtype(value), jnp.floating)
+      except TypeError:
+        floating = False
+      if not floating:
+        raise errors.ConfigError(f"T5Config.{name} must be a floating-point "
+                                 f"dtype such as {DTYPES}, got {value!r}.")
 
   @property
   def jnp_dtype(self):
