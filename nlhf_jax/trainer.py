@@ -87,7 +87,6 @@ class TrainConfig:
       checkpointing.CheckpointConfig())
 
   def __post_init__(self):
-    # Imported here: this file's edits are kept to __post_init__ for now.
     for name in ("steps", "batch_size", "log_every"):
       errors.check_at_least(self, name, getattr(self, name), 1,
                             integer=True)

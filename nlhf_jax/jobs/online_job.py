@@ -56,7 +56,6 @@ class FrozenModels:
   judge: str
 
   def __post_init__(self):
-    # Imported here: this file's edits are kept to __post_init__ for now.
     for name, macro in (("reference", "SFT_DIR"), ("judge", "JUDGE_DIR")):
       errors.check_path_exists(
           self, name, getattr(self, name),
