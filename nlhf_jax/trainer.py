@@ -186,6 +186,13 @@ def _write_model_info(workdir: str, params: Any, shardings: Any) -> None:
     f.write(partitioning.parameter_report(params, shardings) + "\n")
 
 
+def check_workdir(workdir: Any) -> None:
+  """ConfigError unless `workdir` is a non-empty path string."""
+  if not isinstance(workdir, str) or not workdir:
+    raise ConfigError(f"workdir must be a path string (gin macro WORKDIR), "
+                      f"got {workdir!r}.")
+
+
 def check_batch_fits(config: TrainConfig, mesh: Mesh) -> None:
   """ConfigError unless the batch sizes split over the mesh's batch axes."""
   data_devices = mesh.shape["data"] * mesh.shape["fsdp"]
@@ -271,9 +278,7 @@ def train(*, config: TrainConfig, workdir: str,
   Raises:
     NonFiniteLossError: a non-finite loss under nan_policy='stop'.
   """
-  if not isinstance(workdir, str) or not workdir:
-    raise ConfigError(f"workdir must be a path string (gin macro WORKDIR), "
-                      f"got {workdir!r}.")
+  check_workdir(workdir)
   if (evaluator is None) != (eval_data is None):
     raise ValueError("Pass both evaluator and eval_data, or neither.")
   if (frozen is None) != (program.abstract_frozen is None):

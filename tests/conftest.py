@@ -46,3 +46,22 @@ def small_world(tmp_path_factory):
   synthetic.generate(str(out), seed=1, size=200)
   model = jsonl_data.train_sentencepiece(str(out), str(out / "sp"), 400)
   return str(out), model
+
+
+@pytest.fixture(scope="session")
+def small_model():
+  """The smallest T5 1.1-shaped model that learns the synthetic tasks."""
+  from nlhf_jax.models import t5  # pylint: disable=g-import-not-at-top
+  return t5.T5Config(vocab_size=512, d_model=32, num_heads=2, d_kv=16,
+                     d_ff=64, num_encoder_layers=1, num_decoder_layers=1)
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory):
+  """(data_dir, vocabulary path): 2000 posts, 4000 comparisons, 512 pieces."""
+  from nlhf_jax import jsonl_data  # pylint: disable=g-import-not-at-top
+  from nlhf_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+  out = tmp_path_factory.mktemp("world")
+  synthetic.generate(str(out), seed=0, size=2000)
+  model = jsonl_data.train_sentencepiece(str(out), str(out / "sp512"), 512)
+  return str(out), model

@@ -29,6 +29,7 @@ from nlhf_jax import train_state
 from nlhf_jax import trainer
 from nlhf_jax.algorithms import online
 from nlhf_jax.errors import ConfigError
+from nlhf_jax.jobs import run_spec
 from nlhf_jax.jobs import training
 from nlhf_jax.models import init as model_init
 from nlhf_jax.models import preference
@@ -119,8 +120,13 @@ def online_job(*, policy: t5.T5Config, judge: t5.T5Config,
       frozen_init=train_state.Frozen(
           reference=model_init.init_fn(policy_net, 0),
           judge=model_init.scorer_init_fn(judge_net, 0)))
+  spec = run_spec.make(
+      "online", models={"policy": policy, "judge": judge}, data=data,
+      layout=layout, make_step=make_step, algorithm=algorithm,
+      responses=responses, with_ema=with_ema, train=train,
+      frozen=frozen_models)
   return training.run_training(
-      config=train, workdir=workdir, program=program, data=data,
+      config=train, workdir=workdir, program=program, spec=spec, data=data,
       model_config=policy,
       init=checkpointing.InitConfig(path=frozen_models.reference),
       progress_keys=PROGRESS,

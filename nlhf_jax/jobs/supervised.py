@@ -19,6 +19,7 @@ from nlhf_jax import trainer
 from nlhf_jax.algorithms import preference_model
 from nlhf_jax.algorithms import reward_model
 from nlhf_jax.algorithms import sft
+from nlhf_jax.jobs import run_spec
 from nlhf_jax.jobs import training
 from nlhf_jax.models import init as model_init
 from nlhf_jax.models import preference
@@ -35,11 +36,11 @@ def _run(*, model: t5.T5Config, mesh: partitioning.MeshConfig,
          workdir: str, init: checkpointing.InitConfig,
          init_fn: Callable[[], Any], step_fn: train_state.StepFn,
          evaluator: train_state.Evaluator, progress: tuple[str, ...],
-         scorer: bool) -> trainer.TrainResult:
+         scorer: bool, spec: run_spec.RunSpec) -> trainer.TrainResult:
   program = trainer.build_program(train, partitioning.make_mesh(mesh),
                                   init_fn, step_fn)
   return training.run_training(
-      config=train, workdir=workdir, program=program, data=data,
+      config=train, workdir=workdir, program=program, spec=spec, data=data,
       evaluator=evaluator, model_config=model, init=init,
       progress_keys=progress, **(_SCORER_HEADS if scorer else {}))
 
@@ -69,7 +70,9 @@ def sft_job(*, model: t5.T5Config, mesh: partitioning.MeshConfig,
               init_fn=model_init.init_fn(net, train.seed),
               step_fn=sft.make_train_step(net),
               evaluator=sft.make_evaluator(net),
-              progress=("loss", "token_accuracy"), scorer=False)
+              progress=("loss", "token_accuracy"), scorer=False,
+              spec=run_spec.make("sft", models={"policy": model}, data=data,
+                                 train=train, init=init))
 
 
 def _scorer_job(algorithm: Any, judge: Any, layout: Any,
@@ -89,7 +92,10 @@ def _scorer_job(algorithm: Any, judge: Any, layout: Any,
               init_fn=model_init.scorer_init_fn(net, train.seed),
               step_fn=algorithm.make_train_step(net, token_layout),
               evaluator=algorithm.make_evaluator(net, token_layout),
-              progress=progress, scorer=True)
+              progress=progress, scorer=True,
+              spec=run_spec.make(algorithm.__name__.rpartition(".")[2],
+                                 models={"judge": model}, data=data,
+                                 layout=layout, train=train, init=init))
 
 
 def preference_model_job(

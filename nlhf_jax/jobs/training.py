@@ -2,8 +2,9 @@
 
 A job (supervised.py, online_job.py) builds its mesh and its Program
 (`trainer.build_program`), restores any frozen models at the Program's
-layout, and hands both to `run_training`, which opens this process's share
-of the data and, when `init.path` is set, loads the initial weights
+layout, and hands both to `run_training`, which writes the run spec
+(`run_spec.json`, what the workdir holds), opens this process's share of
+the data and, when `init.path` is set, loads the initial weights
 (pretrained or an earlier run) at the Program's parameter layout.
 """
 
@@ -17,10 +18,11 @@ from nlhf_jax import checkpointing
 from nlhf_jax import data_iterators
 from nlhf_jax import program as program_lib
 from nlhf_jax import trainer
+from nlhf_jax.jobs import run_spec
 
 
 def run_training(*, config: trainer.TrainConfig, workdir: str,
-                 program: program_lib.Program,
+                 program: program_lib.Program, spec: run_spec.RunSpec,
                  data: data_iterators.DataSource,
                  evaluator: Optional[trainer.Evaluator] = None,
                  model_config: Any = None,
@@ -36,6 +38,7 @@ def run_training(*, config: trainer.TrainConfig, workdir: str,
     config: run settings (`program` was built from them).
     workdir: output directory.
     program: the state layout and jitted step (`trainer.build_program`).
+    spec: the job's run spec, written to `workdir` before the first step.
     data: the dataset (train iterator, eval iterator); this process reads
       its share of every global batch.
     evaluator: optional evaluation on `data.eval_iterator`.
@@ -49,7 +52,10 @@ def run_training(*, config: trainer.TrainConfig, workdir: str,
   Returns:
     The TrainResult of `trainer.train`.
   """
+  trainer.check_workdir(workdir)
   index, count = jax.process_index(), jax.process_count()
+  if index == 0:
+    run_spec.write(workdir, spec)
   train_data = data.train_iterator(config.batch_size, config.seed, index,
                                    count)
   eval_size = config.eval_batch_size or config.batch_size

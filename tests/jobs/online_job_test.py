@@ -1,6 +1,7 @@
 """End to end on the synthetic world through the gin entry point:
 SFT -> preference model -> 20 Nash-MD-PG steps on 8 fake devices (compiled
-once, finite metrics), and Nash-EMA-PG resuming with its EMA state."""
+once, finite metrics, the run spec of every stage), and Nash-EMA-PG
+resuming with its EMA state."""
 
 import json
 import os
@@ -10,7 +11,10 @@ import numpy as np
 import pytest
 
 from nlhf_jax import checkpointing
+from nlhf_jax import jsonl_data
 from nlhf_jax import main as main_lib
+from nlhf_jax.jobs import run_spec
+from nlhf_jax.models import preference
 
 TINY = [f"--gin.t5_tiny/t5.T5Config.{k}={v}" for k, v in (
     ("d_model", 32), ("num_heads", 2), ("d_kv", 16), ("d_ff", 64),
@@ -71,6 +75,31 @@ def test_twenty_nash_md_steps(world, stages):
   moved = max(float(np.abs(np.asarray(a) - np.asarray(b)).max())
               for a, b in zip(jax.tree.leaves(final), jax.tree.leaves(start)))
   assert moved > 0
+
+
+def test_every_stage_writes_its_run_spec(world, stages):
+  """The online run's spec says what the workdir holds, without gin."""
+  root, sft_dir, pm_dir = stages
+  workdir = str(root / "nash_md")
+  if not os.path.exists(workdir):
+    _online("nash_md.gin", workdir, world, stages, 10)
+  spec = run_spec.read(workdir)
+  assert spec.job == "online"
+  policy = spec.model("policy")
+  assert (policy.d_model, policy.num_encoder_layers) == (32, 1)
+  assert spec.model("judge") == run_spec.read(pm_dir).model("judge")
+  assert run_spec.read(sft_dir).model("policy") == policy
+  assert run_spec.read(pm_dir).job == "preference_model"
+  data = spec.value("data")
+  assert isinstance(data, jsonl_data.SftJsonlSource)
+  assert (data.data_dir, data.vocabulary, data.input_length) == (
+      world[0], world[1], 96)
+  assert spec.field("responses", "max_decode_length") == 12
+  assert spec.value("layout") == preference.LayoutConfig(length=160)
+  assert spec.section("make_step").endswith("nash_md.make_train_step")
+  assert spec.field("train", "steps") in (10, 20)
+  assert spec.value("with_ema") is False
+  assert spec.field("frozen", "judge") == pm_dir
 
 
 def test_nash_ema_resumes_with_its_ema_state(world, stages):

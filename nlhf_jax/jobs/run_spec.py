@@ -1,0 +1,160 @@
+"""The run spec: what a workdir holds, machine-readable, beside config.gin.
+
+Every job writes `<workdir>/run_spec.json` before its first step: the job
+kind, the model configs by role, the data source and its vocabulary and
+lengths, the judge's input layout, the algorithm and its config, the
+sampling settings, EMA on/off and the train settings (steps, batch,
+optimizer). Evaluation and the sweep read specs instead of re-parsing gin:
+
+  spec = run_spec.read(workdir)
+  policy = spec.model("policy")          # a T5Config
+  spec.section("data")["vocabulary"]     # plain JSON values
+
+A config value is stored as {"type": "module.Class", "fields": {...}} for
+a dataclass (recursively) and as itself for JSON scalars, lists and dicts,
+so `decode` rebuilds frozen dataclasses such as `T5Config` exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import os
+from typing import Any, Mapping, Optional
+
+from nlhf_jax.errors import ConfigError
+
+FILE_NAME = "run_spec.json"
+VERSION = 1
+
+
+def encode(value: Any) -> Any:
+  """A JSON-able form of a config value (module docstring)."""
+  if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    kind = type(value)
+    return {"type": f"{kind.__module__}.{kind.__qualname__}",
+            "fields": {f.name: encode(getattr(value, f.name))
+                       for f in dataclasses.fields(value) if f.init}}
+  if isinstance(value, (list, tuple)):
+    return [encode(v) for v in value]
+  if isinstance(value, Mapping):
+    return {str(k): encode(v) for k, v in value.items()}
+  if value is None or isinstance(value, (bool, int, float, str)):
+    return value
+  if callable(value):
+    return f"{getattr(value, '__module__', '?')}." \
+        f"{getattr(value, '__qualname__', repr(value))}"
+  return repr(value)
+
+
+def decode(value: Any) -> Any:
+  """Inverse of `encode` for dataclasses of the package (lists -> tuples)."""
+  if isinstance(value, dict) and set(value) == {"type", "fields"}:
+    module, _, name = value["type"].rpartition(".")
+    if not module.startswith("nlhf_jax."):
+      raise ConfigError(f"run spec: refusing to build {value['type']!r} "
+                        "(not an nlhf_jax class).")
+    kind = getattr(importlib.import_module(module), name)
+    return kind(**{k: decode(v) for k, v in value["fields"].items()})
+  if isinstance(value, list):
+    return tuple(decode(v) for v in value)
+  if isinstance(value, dict):
+    return {k: decode(v) for k, v in value.items()}
+  return value
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+  """A workdir's run spec.
+
+  Attributes:
+    job: 'sft', 'preference_model', 'reward_model' or 'online'.
+    sections: encoded values by section: 'models' ({role: T5Config}),
+      'data', 'layout', 'algorithm', 'responses', 'train', 'with_ema',
+      'frozen' (checkpoint paths), as the job provides them.
+  """
+
+  job: str
+  sections: Mapping[str, Any]
+
+  def section(self, name: str) -> Any:
+    """The encoded section `name` (ConfigError if the job did not write it)."""
+    if name not in self.sections:
+      raise ConfigError(f"run spec of a {self.job!r} job has no {name!r} "
+                        f"section (it has {sorted(self.sections)}).")
+    return self.sections[name]
+
+  def value(self, name: str) -> Any:
+    """Section `name` decoded (dataclasses rebuilt)."""
+    return decode(self.section(name))
+
+  def model(self, role: str) -> Any:
+    """The T5Config of the model in `role` ('policy', 'judge', 'model')."""
+    models = self.section("models")
+    if role not in models:
+      raise ConfigError(f"run spec of a {self.job!r} job has no model "
+                        f"{role!r} (it has {sorted(models)}).")
+    return decode(models[role])
+
+  def field(self, section: str, name: str) -> Any:
+    """One field of a dataclass-valued section, decoded."""
+    encoded = self.section(section)
+    fields = encoded.get("fields", encoded) if isinstance(encoded,
+                                                          dict) else {}
+    if name not in fields:
+      raise ConfigError(f"run spec section {section!r} has no field "
+                        f"{name!r}.")
+    return decode(fields[name])
+
+  def to_json(self) -> str:
+    return json.dumps({"version": VERSION, "job": self.job,
+                       **dict(self.sections)}, indent=1, sort_keys=True)
+
+
+def make(job: str, **sections: Any) -> RunSpec:
+  """A RunSpec from config values (encoded here)."""
+  return RunSpec(job, {k: encode(v) for k, v in sections.items()})
+
+
+def path(workdir: str) -> str:
+  return os.path.join(workdir, FILE_NAME)
+
+
+def write(workdir: str, spec: RunSpec) -> None:
+  """Writes `<workdir>/run_spec.json` atomically (call from process 0)."""
+  os.makedirs(workdir, exist_ok=True)
+  tmp = path(workdir) + ".tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    f.write(spec.to_json() + "\n")
+  os.replace(tmp, path(workdir))
+
+
+def read(workdir: str) -> RunSpec:
+  """The spec a job wrote into `workdir`.
+
+  Raises:
+    ConfigError: no spec there (not a run directory, or written by a
+      version before run specs), or one that is not valid JSON.
+  """
+  file = path(workdir)
+  if not os.path.isfile(file):
+    raise ConfigError(f"{file} not found: {workdir!r} is not the workdir of "
+                      "a finished or running job (or it predates run specs; "
+                      "re-run the job to write one).")
+  try:
+    with open(file, encoding="utf-8") as f:
+      data = json.load(f)
+  except json.JSONDecodeError as e:
+    raise ConfigError(f"{file}: not valid JSON ({e}).") from e
+  if data.get("version") != VERSION:
+    raise ConfigError(f"{file}: version {data.get('version')!r}, this code "
+                      f"reads version {VERSION}.")
+  job = data.pop("job")
+  data.pop("version")
+  return RunSpec(job, data)
+
+
+def maybe_read(workdir: str) -> Optional[RunSpec]:
+  """`read`, or None when the workdir has no spec yet."""
+  return read(workdir) if os.path.isfile(path(workdir)) else None
