@@ -130,4 +130,5 @@ def online_job(*, policy: t5.T5Config, judge: t5.T5Config,
       model_config=policy,
       init=checkpointing.InitConfig(path=frozen_models.reference),
       progress_keys=PROGRESS,
-      frozen=restore_frozen(frozen_models, program.abstract_frozen))
+      load_frozen=lambda: restore_frozen(frozen_models,
+                                         program.abstract_frozen))

@@ -13,6 +13,15 @@ optimizer). Evaluation and the sweep read specs instead of re-parsing gin:
 A config value is stored as {"type": "module.Class", "fields": {...}} for
 a dataclass (recursively) and as itself for JSON scalars, lists and dicts,
 so `decode` rebuilds frozen dataclasses such as `T5Config` exactly.
+
+Resuming into a workdir compares the new spec with the stored one
+(`check_resume`): a difference in anything that shapes the saved state or
+what it means (`STATE_SHAPING`: the models, the algorithm and its step,
+the judge layout, EMA on/off, the optimizer kind and the fields that change
+its state, the vocabulary and sequence lengths) is a ConfigError naming
+every differing field with both values, raised before any checkpoint is
+touched; any other difference (steps, intervals, evaluation, learning
+rate, data directory) is allowed and appended to `run_spec_changes.jsonl`.
 """
 
 from __future__ import annotations
@@ -21,12 +30,22 @@ import dataclasses
 import importlib
 import json
 import os
+import time
 from typing import Any, Mapping, Optional
 
 from nlhf_jax.errors import ConfigError
 
 FILE_NAME = "run_spec.json"
+CHANGES_FILE = "run_spec_changes.jsonl"
 VERSION = 1
+# Dotted field paths (prefixes) whose change makes a workdir's checkpoints
+# another run's: refused on resume.
+STATE_SHAPING = (
+    "job", "models", "algorithm", "make_step", "layout", "with_ema",
+    "train.optimizer.name", "train.optimizer.grad_clip_norm",
+    "train.optimizer.weight_decay",
+    "train.optimizer.adafactor_multiply_by_parameter_scale",
+    "data.type", "data.vocabulary", "data.input_length", "data.target_length")
 
 
 def encode(value: Any) -> Any:
@@ -158,3 +177,80 @@ def read(workdir: str) -> RunSpec:
 def maybe_read(workdir: str) -> Optional[RunSpec]:
   """`read`, or None when the workdir has no spec yet."""
   return read(workdir) if os.path.isfile(path(workdir)) else None
+
+
+def flatten(spec: RunSpec) -> dict[str, Any]:
+  """{dotted path: JSON value} of every leaf ('models.policy.d_model')."""
+  out: dict[str, Any] = {"job": spec.job}
+
+  def walk(prefix: str, value: Any) -> None:
+    if isinstance(value, dict) and set(value) == {"type", "fields"}:
+      out[prefix + ".type"] = value["type"]
+      value = value["fields"]
+    if isinstance(value, dict):
+      for k, v in value.items():
+        walk(f"{prefix}.{k}", v)
+    else:
+      out[prefix] = value
+
+  for name, value in spec.sections.items():
+    walk(name, value)
+  return out
+
+
+def differences(old: RunSpec, new: RunSpec) -> list[tuple[str, Any, Any]]:
+  """(path, old value, new value) for every leaf that differs, sorted."""
+  a, b = flatten(old), flatten(new)
+  missing = object()
+  out = []
+  for key in sorted(set(a) | set(b)):
+    va, vb = a.get(key, missing), b.get(key, missing)
+    if va != vb:
+      out.append((key, None if va is missing else va,
+                  None if vb is missing else vb))
+  return out
+
+
+def is_state_shaping(field_path: str) -> bool:
+  return any(field_path == p or field_path.startswith(p + ".")
+             for p in STATE_SHAPING)
+
+
+def _short(field_path: str) -> str:
+  """How a field path is shown: a '.type' leaf reads '<path> (class)'."""
+  if field_path.endswith(".type"):
+    return field_path[:-len(".type")] + " (class)"
+  return field_path
+
+
+def check_resume(workdir: str, new: RunSpec) -> list[tuple[str, Any, Any]]:
+  """Compares `new` with the spec stored in `workdir` (module docstring).
+
+  Returns:
+    The allowed differences (empty for a fresh workdir or the same spec).
+
+  Raises:
+    ConfigError: a state-shaping field differs; the message lists each
+      as 'path old → new'.
+  """
+  old = maybe_read(workdir)
+  if old is None:
+    return []
+  diffs = differences(old, new)
+  refused = [d for d in diffs if is_state_shaping(d[0])]
+  if refused:
+    listed = "; ".join(f"{_short(k)} {a!r} → {b!r}" for k, a, b in refused)
+    raise ConfigError(
+        f"{path(workdir)} holds another run: {listed}. Its checkpoints are "
+        "left untouched. Use a new WORKDIR for the new configuration, or "
+        "restore the old values to resume.")
+  return diffs
+
+
+def record_changes(workdir: str, diffs: list[tuple[str, Any, Any]]) -> None:
+  """Appends the allowed differences of a resume to run_spec_changes.jsonl."""
+  if not diffs:
+    return
+  with open(os.path.join(workdir, CHANGES_FILE), "a", encoding="utf-8") as f:
+    f.write(json.dumps({"time": time.time(), "changes": [
+        {"field": k, "old": a, "new": b} for k, a, b in diffs]}) + "\n")

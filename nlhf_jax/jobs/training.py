@@ -2,15 +2,23 @@
 
 A job (supervised.py, online_job.py) builds its mesh and its Program
 (`trainer.build_program`), restores any frozen models at the Program's
-layout, and hands both to `run_training`, which writes the run spec
-(`run_spec.json`, what the workdir holds), opens this process's share of
-the data and, when `init.path` is set, loads the initial weights
-(pretrained or an earlier run) at the Program's parameter layout.
+layout, and hands both to `run_training`, which
+
+1. takes the workdir's lease (`lease.Lease`: one writer per workdir;
+   process 0 holds it);
+2. compares the job's run spec with the one the workdir holds
+   (`run_spec.check_resume`: a state-shaping difference is a ConfigError
+   before any checkpoint is touched; other differences are recorded) and
+   writes it;
+3. opens this process's share of the data and, when `init.path` is set,
+   loads the initial weights (pretrained or an earlier run) at the
+   Program's parameter layout, and runs `trainer.train`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+import contextlib
+from typing import Any, Callable, Optional, Sequence
 
 import jax
 
@@ -18,6 +26,7 @@ from nlhf_jax import checkpointing
 from nlhf_jax import data_iterators
 from nlhf_jax import program as program_lib
 from nlhf_jax import trainer
+from nlhf_jax.jobs import lease as lease_lib
 from nlhf_jax.jobs import run_spec
 
 
@@ -30,7 +39,7 @@ def run_training(*, config: trainer.TrainConfig, workdir: str,
                  allow_missing: Sequence[str] = (),
                  ignore_unused: Sequence[str] = (),
                  progress_keys: Optional[tuple[str, ...]] = None,
-                 frozen: Optional[trainer.Frozen] = None
+                 load_frozen: Optional[Callable[[], trainer.Frozen]] = None
                  ) -> trainer.TrainResult:
   """`trainer.train` with the data iterators and initial parameters set up.
 
@@ -47,15 +56,40 @@ def run_training(*, config: trainer.TrainConfig, workdir: str,
     allow_missing: parameter prefixes the checkpoint may lack (new heads).
     ignore_unused: checkpoint prefixes the model does not use.
     progress_keys: metrics shown on the console.
-    frozen: the frozen models' parameters (see `trainer.train`).
+    load_frozen: restores the frozen models' parameters (see
+      `trainer.train`); called after the lease and the spec check, so a
+      refused run reads no checkpoint.
 
   Returns:
     The TrainResult of `trainer.train`.
   """
   trainer.check_workdir(workdir)
   index, count = jax.process_index(), jax.process_count()
-  if index == 0:
-    run_spec.write(workdir, spec)
+  with contextlib.ExitStack() as stack:
+    if index == 0:
+      stack.enter_context(lease_lib.Lease(workdir))
+    changes = run_spec.check_resume(workdir, spec)
+    if index == 0:
+      _record(workdir, spec, changes)
+    return _train(config=config, workdir=workdir, program=program,
+                  data=data, evaluator=evaluator, model_config=model_config,
+                  init=init, allow_missing=allow_missing,
+                  ignore_unused=ignore_unused, progress_keys=progress_keys,
+                  frozen=load_frozen() if load_frozen else None)
+
+
+def _record(workdir: str, spec: run_spec.RunSpec, changes: list) -> None:
+  if changes:
+    shown = "; ".join(f"{k} {a!r} → {b!r}" for k, a, b in changes)
+    print(f"Resuming {workdir} with changed settings: {shown} (recorded in "
+          f"{run_spec.CHANGES_FILE}).", flush=True)
+    run_spec.record_changes(workdir, changes)
+  run_spec.write(workdir, spec)
+
+
+def _train(*, config, workdir, program, data, evaluator, model_config, init,
+           allow_missing, ignore_unused, progress_keys, frozen):
+  index, count = jax.process_index(), jax.process_count()
   train_data = data.train_iterator(config.batch_size, config.seed, index,
                                    count)
   eval_size = config.eval_batch_size or config.batch_size
