@@ -38,7 +38,7 @@ from jax.sharding import Mesh
 import numpy as np
 
 from nlhf_jax import checkpointing
-from nlhf_jax import data_iterators
+from nlhf_jax.data import iterators as data_iterators
 from nlhf_jax import metrics as metrics_lib
 from nlhf_jax import optimizers
 from nlhf_jax import partitioning

@@ -40,9 +40,9 @@ def random_params():
 @pytest.fixture(scope="session")
 def small_world(tmp_path_factory):
   """(data_dir, vocabulary path): a 200-post synthetic world, 400 pieces."""
-  from nlhf_jax import jsonl_data  # pylint: disable=g-import-not-at-top
+  from nlhf_jax.data import vocab  # pylint: disable=g-import-not-at-top
   from nlhf_jax.data import synthetic  # pylint: disable=g-import-not-at-top
   out = tmp_path_factory.mktemp("small_world")
   synthetic.generate(str(out), seed=1, size=200)
-  model = jsonl_data.train_sentencepiece(str(out), str(out / "sp"), 400)
+  model = vocab.train_from_data_dir(str(out), str(out / "sp"), 400)
   return str(out), model

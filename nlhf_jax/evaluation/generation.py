@@ -45,8 +45,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from nlhf_jax import checkpointing
-from nlhf_jax import data_iterators as di
-from nlhf_jax import jsonl_data
+from nlhf_jax.data import iterators as di
+from nlhf_jax.data import jsonl_sources as jsonl_data
 from nlhf_jax import sampling
 from nlhf_jax.algorithms import preference_model as pm_lib
 from nlhf_jax.data import annotators

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from nlhf_jax import checkpointing
-from nlhf_jax import data_iterators
+from nlhf_jax.data import iterators as data_iterators
 from nlhf_jax import partitioning
 from nlhf_jax import train_state
 from nlhf_jax import trainer

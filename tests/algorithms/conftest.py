@@ -2,8 +2,8 @@
 
 import pytest
 
-from nlhf_jax import jsonl_data
 from nlhf_jax.data import synthetic
+from nlhf_jax.data import vocab as vocab_lib
 from nlhf_jax.models import t5
 
 
@@ -19,5 +19,5 @@ def world(tmp_path_factory):
   """(data_dir, vocabulary path): 2000 posts, 4000 comparisons, 512 pieces."""
   out = tmp_path_factory.mktemp("world")
   synthetic.generate(str(out), seed=0, size=2000)
-  model = jsonl_data.train_sentencepiece(str(out), str(out / "sp512"), 512)
+  model = vocab_lib.train_from_data_dir(str(out), str(out / "sp512"), 512)
   return str(out), model
