@@ -151,13 +151,36 @@ class _TldrFiles(di.InMemorySplits):
         max_tokens=self.input_length - 1, strict=False)
     return self.encode(text)
 
-  def _limit(self, rows: list[Any]) -> list[Any]:
-    return rows[:self.max_examples] if self.max_examples else rows
+  def arrays(self, split: str) -> di.Batch:
+    """The whole split in this source's feature layout (cached)."""
+    return _arrays(self, split)
+
+  def _read(self, split: str) -> list[dict[str, Any]]:
+    """The split's valid rows (`tldr_files` examples)."""
+    raise NotImplementedError
+
+  def _features(self, rows: list[dict[str, Any]]) -> di.Batch:
+    raise NotImplementedError
+
+  def _prompt_features(self, rows: list[dict[str, Any]]) -> np.ndarray:
+    """encoder_input_tokens [n, input_length] of the rows' prompts."""
+    return di.pad_token_rows(
+        [self.prompt_tokens(r["subreddit"], r["title"], r["post"])
+         for r in rows], self.input_length)
+
+
+@functools.lru_cache(maxsize=16)
+def _arrays(source: _TldrFiles, split: str) -> di.Batch:
+  # pylint: disable=protected-access
+  rows = source._read(split)
+  if source.max_examples:
+    rows = rows[:source.max_examples]
+  return source._features(rows)
 
 
 @dataclasses.dataclass(frozen=True)
 class SftJsonlSource(_TldrFiles):
-  """SFT batches from `tldr_3_filtered/{split}.jsonl`.
+  """SFT batches from `tldr_3_filtered/{split}.jsonl` (the SFT layout).
 
   Attributes:
     eval_split: split used by `eval_iterator` ('valid' or 'test').
@@ -165,21 +188,14 @@ class SftJsonlSource(_TldrFiles):
 
   eval_split: str = "valid"
 
-  def arrays(self, split: str) -> di.Batch:
-    """The whole split in the SFT feature layout (cached)."""
-    return _sft_arrays(self, split)
+  def _read(self, split: str) -> list[dict[str, Any]]:
+    return sft_examples(self.data_dir, split)
 
-
-@functools.lru_cache(maxsize=16)
-def _sft_arrays(source: SftJsonlSource, split: str) -> di.Batch:
-  rows = source._limit(sft_examples(source.data_dir, split))  # pylint: disable=protected-access
-  inputs = [source.prompt_tokens(r["subreddit"], r["title"], r["post"])
-            for r in rows]
-  targets = [source.encode(prompts.format_target(r["summary"]))
-             for r in rows]
-  return di.seq2seq_features(
-      di.pad_token_rows(inputs, source.input_length),
-      di.pad_token_rows(targets, source.target_length))
+  def _features(self, rows: list[dict[str, Any]]) -> di.Batch:
+    targets = [self.encode(prompts.format_target(r["summary"])) for r in rows]
+    return di.seq2seq_features(
+        self._prompt_features(rows),
+        di.pad_token_rows(targets, self.target_length))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,27 +216,20 @@ class PreferenceJsonlSource(_TldrFiles):
   eval_split: str = "valid1"
   with_p_star: bool = False
 
-  def arrays(self, split: str) -> di.Batch:
-    """The whole split in the pair feature layout (cached)."""
-    return _pair_arrays(self, split)
+  def _read(self, split: str) -> list[dict[str, Any]]:
+    return comparison_examples(self.data_dir, split)
 
-
-@functools.lru_cache(maxsize=16)
-def _pair_arrays(source: PreferenceJsonlSource, split: str) -> di.Batch:
-  rows = source._limit(comparison_examples(source.data_dir, split))  # pylint: disable=protected-access
-  prompts_ = [source.prompt_tokens(r["subreddit"], r["title"], r["post"])
-              for r in rows]
-  out = {"encoder_input_tokens": di.pad_token_rows(prompts_,
-                                                   source.input_length)}
-  for index, name in ((0, "a"), (1, "b")):
-    out[f"decoder_target_tokens_{name}"] = di.pad_token_rows(
-        [source.encode(r[f"summary_{index}"]) for r in rows],
-        source.target_length)
-  out["label"] = np.array([1 - r["choice"] for r in rows], np.int32)
-  out["confidence"] = np.array([r["confidence"] for r in rows], np.int32)
-  if source.with_p_star:
-    out["p_star"] = _p_star(rows)
-  return out
+  def _features(self, rows: list[dict[str, Any]]) -> di.Batch:
+    out = {"encoder_input_tokens": self._prompt_features(rows)}
+    for index, name in ((0, "a"), (1, "b")):
+      out[f"decoder_target_tokens_{name}"] = di.pad_token_rows(
+          [self.encode(r[f"summary_{index}"]) for r in rows],
+          self.target_length)
+    out["label"] = np.array([1 - r["choice"] for r in rows], np.int32)
+    out["confidence"] = np.array([r["confidence"] for r in rows], np.int32)
+    if self.with_p_star:
+      out["p_star"] = _p_star(rows)
+    return out
 
 
 def _p_star(rows: list[dict[str, Any]]) -> np.ndarray:

@@ -114,7 +114,8 @@ def test_seq2seq_features_layout():
 
 
 def test_toy_source_targets_are_reversed_prefixes():
-  src = toy_data.ToySeq2SeqSource(num_examples=4, input_length=6, target_length=4)
+  src = toy_data.ToySeq2SeqSource(num_examples=4, input_length=6,
+                                  target_length=4)
   feats = src.arrays("train")
   enc, tgt = feats["encoder_input_tokens"], feats["decoder_target_tokens"]
   np.testing.assert_array_equal(tgt[:, :3], enc[:, :3][:, ::-1])

@@ -18,7 +18,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
 TF_FREE = ("nlhf_jax.data", "nlhf_jax.data.iterators",
            "nlhf_jax.data.jsonl_sources", "nlhf_jax.data.tldr_files",
-           "nlhf_jax.data.vocab", "nlhf_jax.tokens", "nlhf_jax.testing.toy_data")
+           "nlhf_jax.data.vocab", "nlhf_jax.tokens",
+           "nlhf_jax.testing.toy_data")
 
 
 @pytest.mark.parametrize("module", TF_FREE)
