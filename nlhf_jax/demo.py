@@ -305,9 +305,9 @@ class Demo:
       f.write("ok\n")
 
   def make_vocab(self) -> None:
-    from nlhf_jax import jsonl_data  # pylint: disable=g-import-not-at-top
+    from nlhf_jax.data import vocab  # pylint: disable=g-import-not-at-top
     prefix = self.vocabulary[:-len(".model")]
-    jsonl_data.train_sentencepiece(self.world, prefix, self.config.vocab_size)
+    vocab.train_from_data_dir(self.world, prefix, self.config.vocab_size)
 
   def train(self, argv: Sequence[str]) -> None:
     sweep.run_experiment(argv, name=os.path.basename(

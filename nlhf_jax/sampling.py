@@ -59,10 +59,9 @@ import jax.numpy as jnp
 from nlhf_jax import errors
 from nlhf_jax import mixtures
 from nlhf_jax.models import t5
+from nlhf_jax.tokens import EOS_ID, PAD_ID
 
 Array = jax.Array
-PAD_ID = 0
-EOS_ID = 1
 
 # transform((log_probs_bv per model), step) -> sampling logits [b, v].
 LogitTransform = Callable[[tuple[Array, ...], Array], Array]

@@ -409,11 +409,11 @@ def make_judges(settings: RunSettings, pm_dir: str, p_star: bool
   order by `preference_probability`, P* by construction), so the
   tournament's order averaging is only kept for P*, where it is free.
   """
-  from nlhf_jax import jsonl_data  # pylint: disable=g-import-not-at-top
+  from nlhf_jax.data import jsonl_sources  # pylint: disable=g-import-not-at-top
   from nlhf_jax.models import preference  # pylint: disable=g-import-not-at-top
   from nlhf_jax.evaluation import generation  # pylint: disable=g-import-not-at-top
   from nlhf_jax.evaluation import judges  # pylint: disable=g-import-not-at-top
-  data = jsonl_data.SftJsonlSource(
+  data = jsonl_sources.SftJsonlSource(
       settings.data_dir, settings.vocabulary,
       input_length=settings.input_length,
       target_length=settings.response_length)
@@ -450,12 +450,12 @@ def evaluate(policies: Mapping[str, str], settings: RunSettings, *,
   Returns:
     {judge key: tournament.TournamentResult}.
   """
-  from nlhf_jax import jsonl_data  # pylint: disable=g-import-not-at-top
+  from nlhf_jax.data import jsonl_sources  # pylint: disable=g-import-not-at-top
   from nlhf_jax.evaluation import generation  # pylint: disable=g-import-not-at-top
   from nlhf_jax.evaluation import report  # pylint: disable=g-import-not-at-top
   from nlhf_jax.evaluation import tournament  # pylint: disable=g-import-not-at-top
-  data = jsonl_data.SftJsonlSource(settings.data_dir, settings.vocabulary,
-                                   input_length=settings.input_length)
+  data = jsonl_sources.SftJsonlSource(settings.data_dir, settings.vocabulary,
+                                      input_length=settings.input_length)
   prompts = generation.load_prompts(data, split, num_prompts)
   everyone = {SFT_NAME: sft_dir, **policies}
   log(f"Generating {len(prompts.texts)} summaries per policy ({split} "

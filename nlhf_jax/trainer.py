@@ -37,13 +37,13 @@ from jax.sharding import Mesh
 import numpy as np
 
 from nlhf_jax import checkpointing
-from nlhf_jax import data_iterators
 from nlhf_jax import errors
 from nlhf_jax import metrics as metrics_lib
 from nlhf_jax import optimizers
 from nlhf_jax import partitioning
 from nlhf_jax import program as program_lib
 from nlhf_jax import train_state as train_state_lib
+from nlhf_jax.data import iterators as data_iterators
 from nlhf_jax.errors import ConfigError
 
 TrainState = train_state_lib.TrainState

@@ -40,11 +40,11 @@ def random_params():
 @pytest.fixture(scope="session")
 def small_world(tmp_path_factory):
   """(data_dir, vocabulary path): a 200-post synthetic world, 400 pieces."""
-  from nlhf_jax import jsonl_data  # pylint: disable=g-import-not-at-top
+  from nlhf_jax.data import vocab  # pylint: disable=g-import-not-at-top
   from nlhf_jax.data import synthetic  # pylint: disable=g-import-not-at-top
   out = tmp_path_factory.mktemp("small_world")
   synthetic.generate(str(out), seed=1, size=200)
-  model = jsonl_data.train_sentencepiece(str(out), str(out / "sp"), 400)
+  model = vocab.train_from_data_dir(str(out), str(out / "sp"), 400)
   return str(out), model
 
 
@@ -59,11 +59,11 @@ def small_model():
 @pytest.fixture(scope="session")
 def world(tmp_path_factory):
   """(data_dir, vocabulary path): 2000 posts, 4000 comparisons, 512 pieces."""
-  from nlhf_jax import jsonl_data  # pylint: disable=g-import-not-at-top
   from nlhf_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+  from nlhf_jax.data import vocab  # pylint: disable=g-import-not-at-top
   out = tmp_path_factory.mktemp("world")
   synthetic.generate(str(out), seed=0, size=2000)
-  model = jsonl_data.train_sentencepiece(str(out), str(out / "sp512"), 512)
+  model = vocab.train_from_data_dir(str(out), str(out / "sp512"), 512)
   return str(out), model
 
 
@@ -77,9 +77,9 @@ class ToySftCli:
 
   TOY_GIN = """
 from __gin__ import dynamic_registration
-from nlhf_jax import data_iterators
 from nlhf_jax.jobs import supervised
 from nlhf_jax.models import t5
+from nlhf_jax.testing import toy_data
 
 MODEL = @t5.T5Config()
 t5.T5Config:
@@ -90,8 +90,8 @@ t5.T5Config:
   d_ff = 32
   num_encoder_layers = 1
   num_decoder_layers = 1
-supervised.sft_job.data = @data_iterators.ToySeq2SeqSource()
-data_iterators.ToySeq2SeqSource:
+supervised.sft_job.data = @toy_data.ToySeq2SeqSource()
+toy_data.ToySeq2SeqSource:
   num_examples = 128
   num_eval_examples = 16
   vocab_size = 64

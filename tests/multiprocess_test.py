@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 from nlhf_jax import checkpointing
-from nlhf_jax import jsonl_data
 from nlhf_jax import main as main_lib
 from nlhf_jax import model_info
 from nlhf_jax.data import synthetic
+from nlhf_jax.data import vocab as vocab_lib
 from nlhf_jax.models import t5
 
 TINY = t5.T5Config(vocab_size=512, d_model=32, num_heads=4, d_kv=16,
@@ -31,7 +31,7 @@ TINY = t5.T5Config(vocab_size=512, d_model=32, num_heads=4, d_kv=16,
 def world(tmp_path_factory):
   out = tmp_path_factory.mktemp("mp_world")
   synthetic.generate(str(out), seed=0, size=400)
-  return str(out), jsonl_data.train_sentencepiece(str(out), str(out / "sp"),
+  return str(out), vocab_lib.train_from_data_dir(str(out), str(out / "sp"),
                                                   512)
 
 

@@ -12,11 +12,11 @@ import sys
 import pytest
 
 from nlhf_jax import checkpointing
-from nlhf_jax import jsonl_data
 from nlhf_jax import main as main_lib
 from nlhf_jax import sweep
 from nlhf_jax.models import preference as pm_lib
 from nlhf_jax.data import synthetic
+from nlhf_jax.data import vocab as vocab_lib
 from nlhf_jax.errors import ConfigError
 from nlhf_jax.models import init as model_init
 from nlhf_jax.models import t5
@@ -102,7 +102,7 @@ def inputs(tmp_path_factory, random_params):
   """A 400-post world, its vocabulary, random SFT and PM checkpoints."""
   tmp = tmp_path_factory.mktemp("sweep")
   synthetic.generate(str(tmp / "world"), seed=2, size=400)
-  jsonl_data.train_sentencepiece(str(tmp / "world"), str(tmp / "sp"), 384)
+  vocab_lib.train_from_data_dir(str(tmp / "world"), str(tmp / "sp"), 384)
   config = t5.T5Config(**dict(TINY))
   for name, init in (("sft", model_init.init_fn(t5.T5(config), 0)),
                      ("pm", model_init.scorer_init_fn(t5.T5Scorer(config), 0))):

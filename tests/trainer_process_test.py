@@ -36,7 +36,7 @@ STEPS, EVERY = 40, 10
 
 _TEST_GIN = """
 from __gin__ import dynamic_registration
-from nlhf_jax import data_iterators
+from nlhf_jax.testing import toy_data
 from nlhf_jax.jobs import supervised
 from nlhf_jax.jobs import supervised
 from nlhf_jax.models import t5
@@ -50,8 +50,8 @@ t5.T5Config:
   d_ff = 32
   num_encoder_layers = 1
   num_decoder_layers = 1
-supervised.sft_job.data = @data_iterators.ToySeq2SeqSource()
-data_iterators.ToySeq2SeqSource:
+supervised.sft_job.data = @toy_data.ToySeq2SeqSource()
+toy_data.ToySeq2SeqSource:
   num_examples = 128
   num_eval_examples = 16
   vocab_size = 64

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 
 from nlhf_jax import checkpointing
-from nlhf_jax import data_iterators
 from nlhf_jax import metrics as metrics_lib
 from nlhf_jax import optimizers
 from nlhf_jax import partitioning
 from nlhf_jax import trainer
+from nlhf_jax.data import iterators
 from nlhf_jax.errors import ConfigError
 
 DIM, OUT, ROWS = 8, 4, 64
@@ -86,9 +86,9 @@ def _mesh():
 
 def _train(workdir, config=None, arrays=None, seed=1, hooks=(), **kw):
   config = config or _config()
-  data = data_iterators.ArrayIterator(arrays or _arrays(), config.batch_size,
-                                      seed=seed)
-  eval_data = lambda: data_iterators.ArrayIterator(
+  data = iterators.ArrayIterator(arrays or _arrays(), config.batch_size,
+                                 seed=seed)
+  eval_data = lambda: iterators.ArrayIterator(
       _arrays(), 24, repeat=False)
   program = trainer.build_program(config, _mesh(), _init, _step)
   return trainer.train(config=config, workdir=str(workdir), program=program,

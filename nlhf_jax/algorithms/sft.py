@@ -5,7 +5,7 @@ the mean token cross-entropy over target tokens (EOS included),
 
   L = Σ_{b,t} w_bt · (−log π(y_bt | x_b, y_b,<t)) / Σ_{b,t} w_bt.
 
-Batches use the SFT layout of `nlhf_jax.data_iterators` (seqio's
+Batches use the SFT layout of `nlhf_jax.data.iterators` (seqio's
 `EncDecFeatureConverter` names). The SFT policy is the initial policy and
 the reference μ of every NLHF method (paper §8).
 """

@@ -305,12 +305,13 @@ def agreement_ceiling(p_star: np.ndarray) -> float:
   return float(np.mean(np.maximum(p_star, 1 - p_star)))
 
 
-class SyntheticJudge:
-  """The exact population preference P* as a judge over prompt text.
+class PopulationPreference:
+  """The exact population preference P*(a ≻ b | x) over prompt text.
 
   Facts are recovered from the canonical prompt by `parse_facts` (inventory
-  phrase matching), so the judge needs nothing but text. Parsed prompts are
-  cached.
+  phrase matching), so it needs nothing but text. Parsed prompts are
+  cached. (The evaluation judge `nlhf_jax.evaluation.judges.SyntheticJudge`
+  gives the same values with summary features cached too, for tournaments.)
   """
 
   def __init__(self):

@@ -2,8 +2,8 @@
 
 `SeqioSftSource` and `SeqioPreferenceSource` serve the registered seqio
 tasks (`data.tasks`) over the prepared TFDS datasets to the trainer, with
-the interface of the TensorFlow-free `jsonl_data` sources (the
-`data_iterators.DataSource` protocol plus `encode` and `vocab_size`), so a
+the interface of the TensorFlow-free `jsonl_sources` sources (the
+`iterators.DataSource` protocol plus `encode` and `vocab_size`), so a
 gin file swaps one for the other:
 
   supervised.sft_job.data = @seqio_source.SeqioSftSource()
@@ -16,10 +16,10 @@ gin file swaps one for the other:
   (drop_remainder), as NumPy. Each process reads its own shard of the data.
   The position saved in checkpoints is the number of batches consumed; a
   resumed run rebuilds the same seeded pipeline and skips that many batches
-  (`data_iterators.ResumableIterator`), so it sees the batches an
+  (`iterators.ResumableIterator`), so it sees the batches an
   uninterrupted run would have seen, at the cost of re-reading them.
 * Evaluation: one pass over the evaluation split, read once into memory and
-  served by `data_iterators.ArrayIterator` (padded last batch, `valid`).
+  served by `iterators.ArrayIterator` (padded last batch, `valid`).
 
 Only the features the training steps read are kept, in the dtypes of the
 JSONL sources: SFT `encoder_input_tokens`, `decoder_target_tokens`,
@@ -39,8 +39,8 @@ from typing import Any, Iterator, Mapping, Optional
 import numpy as np
 import seqio
 
-from nlhf_jax import data_iterators as di
 from nlhf_jax import errors
+from nlhf_jax.data import iterators as di
 from nlhf_jax.data import feature_converters
 from nlhf_jax.data import tasks
 from nlhf_jax.data import tldr_builders
@@ -169,7 +169,7 @@ class _SeqioSource:
 
 @dataclasses.dataclass(frozen=True)
 class SeqioSftSource(_SeqioSource):
-  """`tldr_sft_v001` batches in the SFT layout (`data_iterators`).
+  """`tldr_sft_v001` batches in the SFT layout (`iterators`).
 
   Attributes:
     eval_split: 'validation' (default) or 'test'.

@@ -84,8 +84,8 @@ def _task_specs(
   def head(fn):
     return functools.partial(fn, default_input_length=input_length)
 
-  filtered = source(FILTERED_TFDS, tuple(tldr_builders.FILTERED_FILES))
-  comparisons = source(COMPARISONS_TFDS, tldr_builders.COMPARISON_SPLITS)
+  filtered = source(FILTERED_TFDS, tldr_builders.TldrFiltered.SPLITS)
+  comparisons = source(COMPARISONS_TFDS, tldr_builders.TldrComparisons.SPLITS)
   pair_features = {
       "inputs": text, "summary_a": text, "summary_b": text,
       "label": _scalar_feature(), "confidence": _scalar_feature(),

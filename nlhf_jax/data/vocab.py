@@ -1,14 +1,18 @@
-"""Vocabularies for the TL;DR tasks, and a SentencePiece trainer.
+"""Vocabularies for the TL;DR tasks, and the SentencePiece trainer.
 
-Special ids follow T5/seqio: pad 0, EOS 1, unk 2, no BOS (decoder inputs
-start with the pad id). `load_vocabulary` accepts
+Special ids follow T5/seqio (`nlhf_jax.tokens`): pad 0, EOS 1, unk 2, no BOS
+(decoder inputs start with the pad id). `sentencepiece_processor` is the one
+cached, checked loader of a `.model` file (the JSONL sources tokenise with
+it); `load_vocabulary` accepts
 
 * `"byte"`: `seqio.ByteVocabulary` (UTF-8 bytes + 3, no files, exact
   round trip of any text);
 * a path to a SentencePiece `.model` with those special ids:
   `seqio.SentencePieceVocabulary`.
 
-Training a model on the TL;DR text (prompts and summaries)::
+Training a model on the TL;DR text (prompts and summaries; in Python
+`train_sentencepiece(texts, ...)`, or `train_from_data_dir` on a folder of
+raw files)::
 
   python -m nlhf_jax.data.vocab --jsonl M/tldr_3_filtered/train.jsonl \\
       --out /tmp/tldr_sp --vocab_size 8000 --keep_newlines
@@ -22,11 +26,16 @@ With `--keep_newlines` the normaliser is the identity, whitespace is kept,
 prompt (which has "\\n\\n" separators) and the `" "`-prefixed summaries
 decode back to exactly the same text. Without it SentencePiece's default
 `nmt_nfkc` normaliser turns newlines into spaces, as the T5 vocabulary does.
+
+Importing this module does not import TensorFlow (seqio and TFDS are
+imported by the functions that need them).
 """
 
 import argparse
 import collections
+import functools
 import json
+import os
 import sys
 import time
 from typing import TYPE_CHECKING, Iterable, Sequence
@@ -35,28 +44,52 @@ from etils import epath
 import sentencepiece as spm
 
 from nlhf_jax.data import prompts
-from nlhf_jax.data import tldr_builders
+from nlhf_jax.data import tldr_files
+from nlhf_jax.errors import ConfigError
+from nlhf_jax.tokens import EOS_ID, PAD_ID, UNK_ID
 
 if TYPE_CHECKING:
   import seqio  # pylint: disable=g-bad-import-order
 
-PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
 BYTE_VOCABULARY = "byte"
 
 
-def check_special_ids(model_file: epath.PathLike) -> None:
-  """Raises ValueError unless the model has pad 0, EOS 1, unk 2 and no BOS."""
-  proc = spm.SentencePieceProcessor(model_file=str(model_file))
+def _check_processor(proc: spm.SentencePieceProcessor, model_file) -> None:
   got = {
       "pad": proc.pad_id(), "eos": proc.eos_id(), "unk": proc.unk_id(),
       "bos": proc.bos_id(),
   }
   want = {"pad": PAD_ID, "eos": EOS_ID, "unk": UNK_ID, "bos": -1}
   if got != want:
-    raise ValueError(
+    raise ConfigError(
         f"SentencePiece model {model_file} has special ids {got}; seqio/T5 "
         f"needs {want}. Retrain it with `python -m nlhf_jax.data.vocab`."
     )
+
+
+def check_special_ids(model_file: epath.PathLike) -> None:
+  """Raises ConfigError (a ValueError) unless the model has pad 0, EOS 1,
+  unk 2 and no BOS."""
+  proc = spm.SentencePieceProcessor(model_file=str(model_file))
+  _check_processor(proc, model_file)
+
+
+@functools.lru_cache(maxsize=8)
+def sentencepiece_processor(model_file: str) -> spm.SentencePieceProcessor:
+  """The SentencePiece processor of `model_file`, checked, cached per path.
+
+  Raises:
+    FileNotFoundError: no such file (the message says how to train one).
+    ConfigError: the special ids are not pad 0 / EOS 1 / unk 2 / no BOS.
+  """
+  if not os.path.exists(model_file):
+    raise FileNotFoundError(
+        f"SentencePiece model {model_file!r} not found; train one with "
+        "`python -m nlhf_jax.data.vocab --jsonl DATA_DIR/tldr_3_filtered/"
+        "train.jsonl --out PREFIX --vocab_size N`.")
+  proc = spm.SentencePieceProcessor(model_file=model_file)
+  _check_processor(proc, model_file)
+  return proc
 
 
 def load_vocabulary(spec: str, extra_ids: int = 0) -> "seqio.Vocabulary":
@@ -95,7 +128,8 @@ def texts_from_jsonl(
 
   Each line may be a `tldr_3_filtered` row (prompt + `" " + summary`) or a
   comparison row (prompt + both summary texts); CNN/DM comparisons and
-  malformed lines are skipped and counted.
+  malformed lines are skipped and counted (`tldr_files` parses every line,
+  as for the TFDS builders and the JSONL sources).
 
   Args:
     paths: JSON-lines files.
@@ -106,17 +140,17 @@ def texts_from_jsonl(
   texts, skipped = [], collections.Counter()
   for path in paths:
     path = epath.Path(path)
-    for _, line in tldr_builders.numbered_lines(path, path.parent):
+    for _, line in tldr_files.numbered_lines(path, path.parent):
       try:
-        obj = tldr_builders.load_object(line)
+        obj = tldr_files.load_object(line)
         if "info" in obj:
-          tldr_builders.comparison_owner(obj)
-          row, _ = tldr_builders.parse_comparison(obj)
+          tldr_files.comparison_owner(obj)
+          row, _ = tldr_files.parse_comparison(obj)
           summaries = [row["summary_0"], row["summary_1"]]
         else:
-          row = tldr_builders.parse_filtered_line(line)
+          row = tldr_files.parse_filtered(obj)
           summaries = [prompts.format_target(row["summary"])]
-      except tldr_builders.RowError as e:
+      except tldr_files.RowError as e:
         skipped[e.reason] += 1
         continue
       texts.append(
@@ -130,7 +164,10 @@ def texts_from_tfds(
     data_dir: epath.PathLike, split: str = "train"
 ) -> list[str]:
   """Reads prompts and `" " + summary` targets from prepared `tldr_filtered`."""
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  import tensorflow_datasets as tfds
+  # pylint: disable-next=g-import-not-at-top
+  from nlhf_jax.data import tldr_builders
 
   builder = tldr_builders.TldrFiltered(data_dir=str(data_dir))
   texts = []
@@ -194,6 +231,30 @@ def train_sentencepiece(
         f"{len(texts)} texts): {e}"
     ) from e
   return epath.Path(f"{model_prefix}.model")
+
+
+def train_from_data_dir(
+    data_dir: str, model_prefix: str, vocab_size: int, **kwargs
+) -> str:
+  """`train_sentencepiece` on `data_dir/tldr_3_filtered/train.jsonl`.
+
+  For tests, the synthetic world and CPU runs: the prompts and `" " +
+  summary` targets of the raw training file (read as `texts_from_jsonl`
+  does), SentencePiece's default normaliser unless `keep_newlines=True`.
+
+  Args:
+    data_dir: folder with `tldr_3_filtered/train.jsonl`.
+    model_prefix: output prefix.
+    vocab_size: number of pieces.
+    **kwargs: `keep_newlines`, `max_sentences` of `train_sentencepiece`.
+
+  Returns:
+    Path of the `.model` file, as a string.
+  """
+  path = os.path.join(data_dir, tldr_files.FILTERED_DIR,
+                      tldr_files.FILTERED_FILES["train"])
+  texts, _ = texts_from_jsonl([path])
+  return str(train_sentencepiece(texts, model_prefix, vocab_size, **kwargs))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -45,11 +45,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from nlhf_jax import checkpointing
-from nlhf_jax import data_iterators as di
-from nlhf_jax import jsonl_data
 from nlhf_jax import program
 from nlhf_jax import sampling
 from nlhf_jax.data import annotators
+from nlhf_jax.data import iterators as di
+from nlhf_jax.data import jsonl_sources as jsonl_data
 from nlhf_jax.data import prompts as prompts_lib
 from nlhf_jax.models import init as model_init
 from nlhf_jax.models import preference

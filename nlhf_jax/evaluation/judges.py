@@ -5,8 +5,9 @@ P(first_i ≻ second_i | prompt_i) ∈ [0, 1] (the `Judge` protocol). Three
 sources are wrapped here:
 
 * the synthetic world's exact population preference P*
-  (`SyntheticJudge`: the values of `nlhf_jax.data.annotators.SyntheticJudge`
-  with per-(prompt, summary) feature caching);
+  (`SyntheticJudge`: the values of
+  `nlhf_jax.data.annotators.PopulationPreference` with per-(prompt, summary)
+  feature caching);
 * any Python callable, e.g. an external LLM rater that reads the "1" / "2"
   probabilities of an "expert summary rater" prompt (`CallableJudge`);
 * a trained preference-model checkpoint, through a `score_fn` supplied by
@@ -168,9 +169,9 @@ class PreferenceModelJudge(CallableJudge):
 class SyntheticJudge:
   """The synthetic world's exact P* over canonical prompt text.
 
-  Same values as `nlhf_jax.data.annotators.SyntheticJudge` (bit for bit),
-  but the feature vector f(x, y) of each (prompt, summary) is computed once
-  and cached, so a tournament of P policies costs P feature passes instead
+  Same values as `nlhf_jax.data.annotators.PopulationPreference` (bit for
+  bit), but the feature vector f(x, y) of each (prompt, summary) is computed
+  once and cached, so a tournament of P policies costs P feature passes instead
   of P (P − 1) (2 with order averaging). The prompts must be canonical
   TL;DR prompts ("SUBREDDIT: r/…\\n\\nTITLE: …\\n\\nPOST: …\\n\\nTL;DR:").
   P* is exactly antisymmetric, so order averaging leaves it unchanged.
@@ -189,7 +190,7 @@ class SyntheticJudge:
     """
     from nlhf_jax.data import annotators  # pylint: disable=g-import-not-at-top
     self._annotators = annotators
-    self._facts = annotators.SyntheticJudge()  # Caches parsed prompts.
+    self._facts = annotators.PopulationPreference()  # Caches parsed prompts.
     self._features: dict[tuple[str, str], np.ndarray] = {}
     self._max_cached = max_cached
     self.name = "synthetic P*"

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from nlhf_jax import checkpointing
-from nlhf_jax import data_iterators
+from nlhf_jax.data import iterators as data_iterators
 from nlhf_jax import partitioning
 from nlhf_jax import train_state
 from nlhf_jax import trainer
@@ -56,7 +56,7 @@ def sft_job(*, model: t5.T5Config, mesh: partitioning.MeshConfig,
     model: policy architecture.
     mesh: device mesh.
     train: steps, batch size, optimizer, checkpoints, evaluation.
-    data: SFT batches (`data_iterators` SFT layout).
+    data: SFT batches (the `data.iterators` SFT layout).
     workdir: checkpoints, metrics.jsonl, model_info.txt.
     init: optional pretrained weights (HF / T5X / our checkpoint).
 

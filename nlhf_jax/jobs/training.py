@@ -23,9 +23,9 @@ from typing import Any, Callable, Optional, Sequence
 import jax
 
 from nlhf_jax import checkpointing
-from nlhf_jax import data_iterators
 from nlhf_jax import program as program_lib
 from nlhf_jax import trainer
+from nlhf_jax.data import iterators as data_iterators
 from nlhf_jax.jobs import lease as lease_lib
 from nlhf_jax.jobs import run_spec
 

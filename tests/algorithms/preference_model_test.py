@@ -8,7 +8,7 @@ import optax
 import pytest
 
 from nlhf_jax import checkpointing
-from nlhf_jax import jsonl_data
+from nlhf_jax.data import jsonl_sources
 from nlhf_jax import losses
 from nlhf_jax import optimizers
 from nlhf_jax import partitioning
@@ -103,7 +103,7 @@ def test_summarize_pairwise_metrics():
 def test_preference_model_learns_the_synthetic_world(world, small_model,
                                                      tmp_path):
   data_dir, vocab = world
-  data = jsonl_data.PreferenceJsonlSource(
+  data = jsonl_sources.PreferenceJsonlSource(
       data_dir, vocab, input_length=128, target_length=40, with_p_star=True)
   # 300 steps: after 150 the accuracy still moved between 0.57 and 0.65
   # with the last bits of the optimizer's rounding (a 1e-6 change of the

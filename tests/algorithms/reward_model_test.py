@@ -6,7 +6,7 @@ import numpy as np
 import optax
 
 from nlhf_jax import checkpointing
-from nlhf_jax import jsonl_data
+from nlhf_jax.data import jsonl_sources
 from nlhf_jax import losses
 from nlhf_jax import optimizers
 from nlhf_jax import partitioning
@@ -50,7 +50,7 @@ def test_bradley_terry_step_matches_separate_rewards():
 def test_reward_model_learns_the_synthetic_world(world, small_model,
                                                  tmp_path):
   data_dir, vocab = world
-  data = jsonl_data.PreferenceJsonlSource(
+  data = jsonl_sources.PreferenceJsonlSource(
       data_dir, vocab, input_length=128, target_length=40, with_p_star=True)
   config = trainer.TrainConfig(
       steps=60, batch_size=16, log_every=20, tensorboard=False,

@@ -7,8 +7,6 @@ import numpy as np
 import optax
 
 from nlhf_jax import checkpointing
-from nlhf_jax import data_iterators
-from nlhf_jax import jsonl_data
 from nlhf_jax import losses
 from nlhf_jax import metrics as metrics_lib
 from nlhf_jax import optimizers
@@ -16,16 +14,18 @@ from nlhf_jax import partitioning
 from nlhf_jax import train_state as ts
 from nlhf_jax import trainer
 from nlhf_jax.algorithms import sft
+from nlhf_jax.data import jsonl_sources
 from nlhf_jax.jobs import supervised
 from nlhf_jax.models import init as model_init
 from nlhf_jax.models import t5
+from nlhf_jax.testing import toy_data
 
 
 def test_loss_is_mean_token_cross_entropy():
   cfg = t5.T5Config(vocab_size=64, d_model=16, num_heads=2, d_kv=8, d_ff=32,
                     num_encoder_layers=1, num_decoder_layers=1)
   model = t5.T5(cfg)
-  batch = data_iterators.ToySeq2SeqSource(
+  batch = toy_data.ToySeq2SeqSource(
       num_examples=4, input_length=8, target_length=6,
       vocab_size=64).arrays("train")
   params = nn.unbox(jax.jit(model_init.init_fn(model, 0))())
@@ -43,8 +43,8 @@ def test_loss_is_mean_token_cross_entropy():
 
 def test_sft_loss_falls_on_the_synthetic_world(world, small_model, tmp_path):
   data_dir, vocab = world
-  data = jsonl_data.SftJsonlSource(data_dir, vocab, input_length=128,
-                                   target_length=40)
+  data = jsonl_sources.SftJsonlSource(data_dir, vocab, input_length=128,
+                                      target_length=40)
   config = trainer.TrainConfig(
       steps=40, batch_size=16, log_every=5, tensorboard=False,
       eval_batch_size=64,

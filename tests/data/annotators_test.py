@@ -50,7 +50,7 @@ def test_prompt_parsing_recovers_the_facts():
   assert annotators.facts_of({"post": _POST, "subreddit": "relationships",
                               "title": "t"}) == _SITUATION.facts
   assert annotators.facts_of({"info": {"post": _POST}}) == _SITUATION.facts
-  assert annotators.SyntheticJudge().facts(_PROMPT) == _SITUATION.facts
+  assert annotators.PopulationPreference().facts(_PROMPT) == _SITUATION.facts
 
 
 def test_features_read_coverage_length_style_and_wrong_facts():
@@ -157,7 +157,7 @@ def test_worker_pool_is_fixed_and_covers_every_type():
 
 
 def test_judge_returns_probabilities_on_garbage():
-  judge = annotators.SyntheticJudge()
+  judge = annotators.PopulationPreference()
   rng = np.random.default_rng(2)
   words = sorted(st.world_vocabulary())
   random_text = [" ".join(rng.choice(words, size=int(rng.integers(0, 40))))
@@ -178,7 +178,7 @@ def test_judge_returns_probabilities_on_garbage():
 
 
 def test_judge_rejects_bad_input_with_clear_errors():
-  judge = annotators.SyntheticJudge()
+  judge = annotators.PopulationPreference()
   with pytest.raises(ValueError, match=r"prompts\[1\]: prompt is not"):
     judge([_PROMPT, "TL;DR:"], ["a", "b"], ["c", "d"])
   with pytest.raises(ValueError, match="lengths differ"):

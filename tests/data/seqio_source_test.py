@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from nlhf_jax import data_iterators as di
+from nlhf_jax.data import iterators as di
 from nlhf_jax import main as main_lib
 from nlhf_jax.data import seqio_source
 

@@ -139,7 +139,7 @@ def test_labels_follow_the_annotator_model(world):
   """Label agreement with P* and per-type label rates match the model."""
   _, _, _, comparisons = world
   rows = [r for rs in comparisons.values() for r in rs]
-  judge = annotators.SyntheticJudge()
+  judge = annotators.PopulationPreference()
   prompts = [annotators.canonical_prompt(r["info"]["subreddit"],
                                          r["info"]["title"], r["info"]["post"])
              for r in rows]

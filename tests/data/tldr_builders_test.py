@@ -3,7 +3,6 @@
 import collections
 import json
 import pathlib
-import random
 
 import pytest
 import tensorflow_datasets as tfds
@@ -73,7 +72,7 @@ def test_report_is_saved_next_to_the_data_and_matches_tfds(tldr_env):
 def test_comparison_notes_count_nulls_and_missing_confidence(tldr_env):
   splits = tldr_env.reports["tldr_comparisons"]["splits"]
   good = tldr_env.manual.comparisons
-  for split in tldr_builders.COMPARISON_SPLITS:
+  for split in tldr_builders.TldrComparisons.SPLITS:
     want_missing = sum(
         (row.get("extra") or {}).get("confidence") is None
         for row in good[split])
@@ -160,29 +159,6 @@ def test_comparisons_with_no_valid_row_fail_with_counts(tmp_path):
   config = tfds.download.DownloadConfig(manual_dir=str(root))
   with pytest.raises(ValueError, match=r"no valid row.*\"cnndm\": 1.*\"bad_json\": 1"):
     builder.download_and_prepare(download_config=config)
-
-
-@pytest.mark.parametrize(
-    "line, reason",
-    [
-        ('{"info": {}, "split": "train", "batch": "cnndm2"}', "cnndm"),
-        ('{"split": "valid3"}', "unknown_split"),
-        ('{"split": null}', "unknown_split"),
-    ],
-)
-def test_comparison_owner_reasons(line, reason):
-  with pytest.raises(tldr_builders.RowError) as e:
-    tldr_builders.comparison_owner(tldr_builders.load_object(line))
-  assert e.value.reason == reason
-
-
-def test_boolean_choice_is_rejected(tldr_testdata):
-  rng = random.Random(0)
-  post = tldr_testdata.filtered_row(rng, "x")
-  row = tldr_testdata.comparison_row(rng, post, "train", choice=True)
-  with pytest.raises(tldr_builders.RowError) as e:
-    tldr_builders.parse_comparison(row)
-  assert e.value.reason == "bad_choice"
 
 
 # ------------------------- real OpenAI sample ----------------------------

@@ -20,14 +20,15 @@ import pytest
 import sentencepiece as spm
 
 from nlhf_jax import checkpointing
-from nlhf_jax import data_iterators as di
-from nlhf_jax import jsonl_data
 from nlhf_jax import losses
 from nlhf_jax import sampling
 from nlhf_jax.models import preference as pm_lib
 from nlhf_jax.data import annotators
+from nlhf_jax.data import iterators as di
+from nlhf_jax.data import jsonl_sources
 from nlhf_jax.data import prompts as prompts_lib
 from nlhf_jax.data import synthetic
+from nlhf_jax.data import vocab as vocab_lib
 from nlhf_jax.evaluation import generation
 from nlhf_jax.evaluation import judges
 from nlhf_jax.models import init as model_init
@@ -45,10 +46,10 @@ def world(tmp_path_factory):
   """(SftJsonlSource, vocabulary path) over a 400-post synthetic world."""
   out = tmp_path_factory.mktemp("gen_world")
   synthetic.generate(str(out), seed=1, size=400)
-  vocab = jsonl_data.train_sentencepiece(str(out), str(out / "sp"), VOCAB)
-  data = jsonl_data.SftJsonlSource(str(out), vocab,
-                                   input_length=INPUT_LENGTH,
-                                   target_length=TARGET_LENGTH)
+  vocab = vocab_lib.train_from_data_dir(str(out), str(out / "sp"), VOCAB)
+  data = jsonl_sources.SftJsonlSource(str(out), vocab,
+                                      input_length=INPUT_LENGTH,
+                                      target_length=TARGET_LENGTH)
   return data, vocab
 
 

@@ -85,7 +85,7 @@ def test_cached_synthetic_judge_is_bit_identical(synthetic_world, max_cached):
   first = world.summaries["sup_noisy"][:40] + garbage[:8]
   second = garbage[:8] + world.summaries["sup_long"][:40]
   judge = judges.SyntheticJudge(max_cached=max_cached)
-  expected = annotators.SyntheticJudge()(world.prompts, first, second)
+  expected = annotators.PopulationPreference()(world.prompts, first, second)
   for _ in range(2):  # The second pass reads cached features.
     np.testing.assert_array_equal(judge(world.prompts, first, second),
                                   expected)

@@ -12,11 +12,14 @@ import pytest
 PACKAGE = os.path.join(os.path.dirname(__file__), "..", "..", "nlhf_jax")
 
 # What a pure algorithm module must never import (prefix match).
+# `nlhf_jax.data` covers the data sources and iterators (`data.iterators`,
+# `data.jsonl_sources`, `data.seqio_source`); the special token ids they
+# share with sampling live in `nlhf_jax.tokens`, which algorithms may import.
 FORBIDDEN_IN_ALGORITHMS = (
     "gin", "nlhf_jax.trainer", "nlhf_jax.checkpointing",
-    "nlhf_jax.checkpoint_import", "nlhf_jax.data_iterators",
-    "nlhf_jax.jsonl_data", "nlhf_jax.data", "nlhf_jax.jobs",
-    "nlhf_jax.main", "nlhf_jax.sweep", "nlhf_jax.demo", "nlhf_jax.aot")
+    "nlhf_jax.checkpoint_import", "nlhf_jax.data", "nlhf_jax.testing",
+    "nlhf_jax.jobs", "nlhf_jax.main", "nlhf_jax.sweep", "nlhf_jax.demo",
+    "nlhf_jax.aot")
 # Models are the bottom layer of the learning code.
 FORBIDDEN_IN_MODELS = ("gin", "nlhf_jax.algorithms", "nlhf_jax.jobs",
                        "nlhf_jax.trainer", "nlhf_jax.checkpointing")
@@ -80,3 +83,16 @@ def test_jobs_package_exists_and_is_the_only_online_wiring():
   assert {"supervised.py", "online_job.py"} <= jobs
   assert not os.path.exists(os.path.join(PACKAGE, "algorithms",
                                          "online_jobs.py"))
+
+
+def test_data_modules_live_in_the_data_package():
+  """The iterators and JSONL sources moved into `nlhf_jax/data/`."""
+  for name in ("data_iterators.py", "jsonl_data.py"):
+    assert not os.path.exists(os.path.join(PACKAGE, name))
+  for name in ("iterators.py", "jsonl_sources.py", "tldr_files.py"):
+    assert os.path.exists(os.path.join(PACKAGE, "data", name))
+
+
+def test_token_ids_module_depends_on_nothing():
+  """`nlhf_jax.tokens` is what algorithms and data may both import."""
+  assert imported_names(os.path.join(PACKAGE, "tokens.py")) == []

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from nlhf_jax import checkpointing
-from nlhf_jax import jsonl_data
 from nlhf_jax import main as main_lib
+from nlhf_jax.data import jsonl_sources
 from nlhf_jax.jobs import run_spec
 from nlhf_jax.models import preference
 
@@ -91,7 +91,7 @@ def test_every_stage_writes_its_run_spec(world, stages):
   assert run_spec.read(sft_dir).model("policy") == policy
   assert run_spec.read(pm_dir).job == "preference_model"
   data = spec.value("data")
-  assert isinstance(data, jsonl_data.SftJsonlSource)
+  assert isinstance(data, jsonl_sources.SftJsonlSource)
   assert (data.data_dir, data.vocabulary, data.input_length) == (
       world[0], world[1], 96)
   assert spec.field("responses", "max_decode_length") == 12

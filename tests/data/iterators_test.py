@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from nlhf_jax import data_iterators as di
+from nlhf_jax.data import iterators as di
+from nlhf_jax.testing import toy_data
 
 
 def _arrays(n=10):
@@ -113,7 +114,8 @@ def test_seq2seq_features_layout():
 
 
 def test_toy_source_targets_are_reversed_prefixes():
-  src = di.ToySeq2SeqSource(num_examples=4, input_length=6, target_length=4)
+  src = toy_data.ToySeq2SeqSource(num_examples=4, input_length=6,
+                                  target_length=4)
   feats = src.arrays("train")
   enc, tgt = feats["encoder_input_tokens"], feats["decoder_target_tokens"]
   np.testing.assert_array_equal(tgt[:, :3], enc[:, :3][:, ::-1])

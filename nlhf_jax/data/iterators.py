@@ -17,10 +17,11 @@ resumed run sees exactly the batches the uninterrupted run would have seen.
   replays that many batches from a fresh iterator (O(position) on resume).
 * `DataSource`: what an algorithm's training job needs from a dataset:
   a training iterator and a one-pass evaluation iterator.
-* `ToySeq2SeqSource`: a random copy/reverse task in the SFT feature layout,
-  for trainer tests and smoke runs.
+* `InMemorySplits`: the `DataSource` iterators of a source whose splits are
+  in-memory arrays (`arrays(split)`), e.g. the JSONL sources.
 
-SFT feature layout (seqio `EncDecFeatureConverter` names): pad 0, EOS 1,
+SFT feature layout (seqio `EncDecFeatureConverter` names): pad 0, EOS 1
+(`nlhf_jax.tokens`),
   encoder_input_tokens   [b, Lx]  inputs + EOS, zero padded;
   decoder_target_tokens  [b, Ly]  targets + EOS, zero padded;
   decoder_input_tokens   [b, Ly]  targets shifted right (0 first);
@@ -29,16 +30,15 @@ SFT feature layout (seqio `EncDecFeatureConverter` names): pad 0, EOS 1,
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol
 from typing import Sequence
 
 import numpy as np
 
+from nlhf_jax.tokens import EOS_ID, PAD_ID  # pylint: disable=unused-import
+
 Batch = dict[str, np.ndarray]
 VALID_KEY = "valid"
-PAD_ID = 0
-EOS_ID = 1
 
 
 class StatefulIterator(Protocol):
@@ -252,53 +252,28 @@ def seq2seq_features(inputs_nt: np.ndarray, targets_nt: np.ndarray) -> Batch:
   }
 
 
-@dataclasses.dataclass(frozen=True)
-class ToySeq2SeqSource:
-  """Random token sequences with a deterministic target: a learnable toy task.
+class InMemorySplits:
+  """`DataSource` iterators over splits held as in-memory arrays.
 
-  Inputs are `input_length - 1` random ids in [3, vocab_size); the target is
-  the first `target_length - 1` input tokens, reversed when `reverse`.
-  Train and eval rows come from disjoint seeds.
+  A subclass defines `arrays(split)` (the whole split as features) and
+  `eval_split`; `train_iterator` serves `train_split` ("train") endlessly
+  and shuffled, `eval_iterator` one pass over `eval_split` with the last
+  batch padded (`ArrayIterator`).
   """
 
-  num_examples: int = 256
-  num_eval_examples: int = 64
-  input_length: int = 16
-  target_length: int = 8
-  vocab_size: int = 64
-  reverse: bool = True
-  seed: int = 0
-
-  def __post_init__(self):
-    if self.vocab_size < 4:
-      raise ValueError(f"ToySeq2SeqSource.vocab_size must be >= 4, got "
-                       f"{self.vocab_size}.")
-    if self.target_length > self.input_length:
-      raise ValueError("ToySeq2SeqSource.target_length must be <= "
-                       "input_length.")
+  train_split = "train"
+  eval_split: str
 
   def arrays(self, split: str) -> Batch:
-    """The whole split as SFT features ('train' or 'eval')."""
-    n = self.num_examples if split == "train" else self.num_eval_examples
-    rng = np.random.default_rng([self.seed, 0 if split == "train" else 1])
-    tokens = rng.integers(3, self.vocab_size, (n, self.input_length - 1))
-    targets = tokens[:, :self.target_length - 1]
-    if self.reverse:
-      targets = targets[:, ::-1]
-    return seq2seq_features(
-        pad_token_rows(tokens, self.input_length),
-        pad_token_rows(targets, self.target_length))
+    raise NotImplementedError
 
   def train_iterator(self, batch_size: int, seed: int, shard_index: int = 0,
                      num_shards: int = 1) -> ArrayIterator:
-    return ArrayIterator(self.arrays("train"), batch_size, seed=seed,
+    return ArrayIterator(self.arrays(self.train_split), batch_size, seed=seed,
                          shard_index=shard_index, num_shards=num_shards)
 
   def eval_iterator(self, batch_size: int, shard_index: int = 0,
                     num_shards: int = 1) -> ArrayIterator:
-    return ArrayIterator(self.arrays("eval"), batch_size, repeat=False,
-                         shard_index=shard_index, num_shards=num_shards)
-
-  def encode(self, text: str) -> list[int]:
-    """Maps characters to ids in [3, vocab_size) (for layout markers)."""
-    return [3 + ord(c) % (self.vocab_size - 3) for c in text]
+    return ArrayIterator(self.arrays(self.eval_split), batch_size,
+                         repeat=False, shard_index=shard_index,
+                         num_shards=num_shards)
