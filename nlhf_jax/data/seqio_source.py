@@ -40,10 +40,10 @@ import numpy as np
 import seqio
 
 from nlhf_jax import errors
-from nlhf_jax.data import iterators as di
 from nlhf_jax.data import feature_converters
+from nlhf_jax.data import iterators as di
 from nlhf_jax.data import tasks
-from nlhf_jax.data import tldr_builders
+from nlhf_jax.data import tldr_files
 from nlhf_jax.data import vocab as vocab_lib
 
 SFT_FEATURES = {"encoder_input_tokens": np.int32,
@@ -177,7 +177,7 @@ class SeqioSftSource(_SeqioSource):
 
   eval_split: str = "validation"
 
-  _EVAL_SPLITS = tuple(tldr_builders.FILTERED_FILES)
+  _EVAL_SPLITS = tuple(tldr_files.FILTERED_FILES)
 
   def _task(self) -> str:
     return tasks.SFT_TASK
@@ -203,7 +203,7 @@ class SeqioPreferenceSource(_SeqioSource):
   min_confidence: Optional[int] = None
 
   _FEATURES = PAIR_FEATURES
-  _EVAL_SPLITS = tldr_builders.COMPARISON_SPLITS
+  _EVAL_SPLITS = tldr_files.COMPARISON_SPLITS
 
   def __post_init__(self):
     super().__post_init__()
