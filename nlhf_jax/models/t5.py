@@ -30,6 +30,7 @@ from nlhf_jax.models import layers
 Array = jax.Array
 
 REMAT_POLICIES = ("none", "full", "dots")
+LM_HEAD_BACKWARDS = layers.LM_HEAD_BACKWARDS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +43,10 @@ class T5Config:
   depth, which matters for XL/XXL and ahead-of-time compilation; the
   parameter tree then differs from the unrolled one (`layers/layer/...`
   instead of `layers_0/...`), so pretrained imports need the unrolled form.
+  `lm_head_backward` picks how the LM head's gradient is computed (same
+  values): 'xla' (autodiff, portable, the default) or 'cpu_barrier' (a
+  hand-written backward tuned for XLA:CPU, bound by
+  gin_configs/backends/cpu.gin; see docs/cpu_speedups.md).
   """
 
   vocab_size: int = 32128
@@ -59,6 +64,7 @@ class T5Config:
   param_dtype: str = "float32"
   remat_policy: str = "none"
   scan_layers: bool = False
+  lm_head_backward: str = "xla"
 
   def __post_init__(self):
     for name in ("vocab_size", "d_model", "num_heads", "d_kv", "d_ff",
@@ -75,6 +81,10 @@ class T5Config:
     if self.remat_policy not in REMAT_POLICIES:
       raise ConfigError(f"T5Config.remat_policy must be one of "
                        f"{REMAT_POLICIES}, got {self.remat_policy!r}.")
+    if self.lm_head_backward not in LM_HEAD_BACKWARDS:
+      raise ConfigError(f"T5Config.lm_head_backward must be one of "
+                        f"{LM_HEAD_BACKWARDS}, got "
+                        f"{self.lm_head_backward!r}.")
     for name in ("dtype", "param_dtype"):
       try:
         jnp.dtype(getattr(self, name))
@@ -305,8 +315,9 @@ class T5(_Backbone):
   def setup(self):
     super().setup()
     cfg = self.config
-    self.logits_dense = layers.VocabHead(cfg.vocab_size,
-                                         param_dtype=cfg.jnp_param_dtype)
+    self.logits_dense = layers.VocabHead(
+        cfg.vocab_size, param_dtype=cfg.jnp_param_dtype,
+        backward=cfg.lm_head_backward)
 
   def encode(self, encoder_input_tokens: Array, *,
              enable_dropout: bool = False) -> Array:
