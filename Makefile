@@ -28,7 +28,9 @@ DEMO_OUT ?= demo_out
 DEMO_ARGS ?=
 
 # One CPU device (the demo's models are tiny; a fake 8-device mesh would only
-# add collectives). Re-running continues where an interrupted run stopped.
+# add collectives). Every training stage includes gin_configs/backends/cpu.gin
+# (the XLA:CPU speedups, docs/cpu_speedups.md). Re-running continues where an
+# interrupted run stopped.
 demo: $(STAMP)
 	JAX_PLATFORMS=cpu TF_CPP_MIN_LOG_LEVEL=3 \
 	  $(PY) -m nlhf_jax.demo --out $(DEMO_OUT) $(DEMO_ARGS)

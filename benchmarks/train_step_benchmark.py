@@ -6,7 +6,9 @@
 Times the library's own steps, `nlhf_jax.algorithms.sft.make_train_step`
 and `nlhf_jax.algorithms.preference_model.make_train_step`, jitted with the
 state donated as the trainer does (one device, Adafactor, the project
-default). One JSON line per command: examples/s, tokens/s, the step time
+default). `--optimizer` and `--lm_head_backward` select the backend-specific
+variants (docs/cpu_speedups.md): compare e.g. `--optimizer adafactor` with
+`--optimizer adafactor_fused`. One JSON line per command: examples/s, tokens/s, the step time
 (median of `--repeats` steps after `--warmup` untimed ones; compilation is
 done before), the analytic model FLOPs per step (formula in
 `benchmarks/flops.py`) next to XLA's cost analysis of the compiled step,
@@ -104,14 +106,15 @@ def _random_tokens(key: jax.Array, shape: tuple[int, ...],
   return jax.random.randint(key, shape, 2, vocab, jnp.int32)
 
 
-OPTIMIZERS = ("adafactor", "optax_adafactor")
+OPTIMIZERS = ("adafactor", "adafactor_fused", "optax_adafactor")
 
 
 def _make_state(init_fn: Callable[[], Any],
                 optimizer: str = "adafactor") -> train_state.TrainState:
   """Optimizer state from a jitted initialiser.
 
-  'adafactor' is the project default (`optimizers.make_optimizer`);
+  'adafactor' (the portable default) and 'adafactor_fused' (its XLA:CPU
+  variant) are `optimizers.make_optimizer` with that `OptimizerConfig.name`;
   'optax_adafactor' is `optax.adafactor` with the same settings, the
   baseline `nlhf_jax/adafactor.py` was measured against.
   """
@@ -120,7 +123,8 @@ def _make_state(init_fn: Callable[[], Any],
     tx = optax.adafactor(config.learning_rate,
                          decay_rate=config.adafactor_decay_rate)
   else:
-    tx = optimizers.make_optimizer(optimizers.OptimizerConfig(), 1000)
+    tx = optimizers.make_optimizer(
+        optimizers.OptimizerConfig(name=optimizer), 1000)
   # One jitted program: eager initialisation compiles every op separately.
   return jax.jit(
       lambda: train_state.TrainState.create(nn.unbox(init_fn()), tx))()
@@ -193,8 +197,13 @@ def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                       help="activation dtype (parameters stay float32)")
   parser.add_argument("--optimizer", choices=OPTIMIZERS,
                       default="adafactor",
-                      help="the project's Adafactor or optax.adafactor "
-                      "(same settings; the baseline of the optimizer work)")
+                      help="the project's Adafactor (portable), its XLA:CPU "
+                      "variant, or optax.adafactor (same settings; the "
+                      "baseline of the optimizer work)")
+  parser.add_argument("--lm_head_backward", choices=t5.LM_HEAD_BACKWARDS,
+                      default="xla",
+                      help="T5Config.lm_head_backward (SFT: the LM head; the "
+                      "preference model's scorer has none)")
   parser.add_argument("--skip_peak", action="store_true",
                       help="do not measure the matmul peak (MFU -> null)")
   args = parser.parse_args(argv)
@@ -218,7 +227,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
   args = _parse(argv)
   common.configure_platform(args.platform, fast_compile=args.smoke)
   config = dataclasses.replace(SMALL if args.size == "small" else TINY,
-                               dtype=args.dtype)
+                               dtype=args.dtype,
+                               lm_head_backward=args.lm_head_backward)
   batch, input_len, target_len = SHAPES[(args.task, args.size)]
   batch = args.batch or batch
   input_len = args.input_len or input_len

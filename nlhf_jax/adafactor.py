@@ -21,8 +21,17 @@ parameter with gradient g, step t (from 0) and decay β_t = 1 - (t+1)^-0.8:
   u   = u / max(1, rms(u) / clip)
   Δp  = -lr_t · max(rms(p), 1e-3) · u       (+ weight decay when enabled).
 
-`tests/adafactor_test.py` checks updates and states against
-`optax.adafactor` step by step.
+Those two rewrites compute the same values with fewer operations on every
+backend, so both variants below use them. One further trick is specific to
+XLA:CPU and is a named choice, `pairwise_means` (`OptimizerConfig.name`
+'adafactor_fused'; bound by gin_configs/backends/cpu.gin): the factored
+moments' mean over a non-minor axis as a tree of sums of halves (see
+`axis_mean`). It is off by default ('adafactor'): on TPU and GPU the plain
+reduction is as fast and halving an axis that is sharded would move data
+between devices. docs/cpu_speedups.md has the measurements.
+
+`tests/adafactor_test.py` checks updates and states of both variants against
+`optax.adafactor` step by step, and against each other.
 """
 
 from __future__ import annotations
@@ -70,26 +79,25 @@ def _pairwise_mean(x: jax.Array, axis: int) -> jax.Array:
   return x[0] / n
 
 
-def axis_mean(x: jax.Array, axis: int) -> jax.Array:
-  """jnp.mean(x, axis), fast on XLA:CPU for a non-minor axis.
+def axis_mean(x: jax.Array, axis: int, pairwise: bool = False) -> jax.Array:
+  """jnp.mean(x, axis); with `pairwise`, fast on XLA:CPU for a non-minor axis.
 
   XLA:CPU reduces a non-minor axis about 5x slower than a sum of halves
   (53 against 11 ms for the column means of a [512, 32128] matrix on the
   2-core development machine), and every factored matrix has one such
-  mean. Other backends keep the plain reduction: halving an axis that is
-  sharded would move data between devices.
+  mean. `pairwise=False` (the portable choice) is the plain reduction:
+  halving an axis that is sharded would move data between devices. The two
+  agree to float32 rounding (summation order).
   """
-  if axis in (-1, x.ndim - 1):
+  if not pairwise or axis in (-1, x.ndim - 1):
     return jnp.mean(x, axis)
-  return jax.lax.platform_dependent(
-      x, cpu=lambda y: _pairwise_mean(y, axis),
-      default=lambda y: jnp.mean(y, axis))
+  return _pairwise_mean(x, axis)
 
 
 def _factored_update(g: jax.Array, v_row: jax.Array, v_col: jax.Array,
                      v: jax.Array, beta: jax.Array,
                      dims: Optional[tuple[int, int]],
-                     epsilon: float) -> _Slot:
+                     epsilon: float, pairwise_means: bool) -> _Slot:
   """u = g / sqrt(v̂) and the new moments of one parameter.
 
   Unfactored parameters keep the (1,)-shaped placeholders in v_row / v_col
@@ -100,8 +108,9 @@ def _factored_update(g: jax.Array, v_row: jax.Array, v_col: jax.Array,
     v = (beta * v + (1.0 - beta) * g_sq).astype(g.dtype)
     return _Slot(g * jax.lax.rsqrt(v), v_row, v_col, v)
   d1, d0 = dims
-  v_row = (beta * v_row + (1.0 - beta) * axis_mean(g_sq, d0)).astype(g.dtype)
-  v_col = (beta * v_col + (1.0 - beta) * axis_mean(g_sq, d1)).astype(g.dtype)
+  mean = lambda axis: axis_mean(g_sq, axis, pairwise_means)
+  v_row = (beta * v_row + (1.0 - beta) * mean(d0)).astype(g.dtype)
+  v_col = (beta * v_col + (1.0 - beta) * mean(d1)).astype(g.dtype)
   reduced_d1 = d1 - 1 if d1 > d0 else d1
   row_factor = jax.lax.rsqrt(v_row / v_row.mean(reduced_d1, keepdims=True))
   col_factor = jax.lax.rsqrt(v_col)
@@ -112,9 +121,13 @@ def _factored_update(g: jax.Array, v_row: jax.Array, v_col: jax.Array,
 
 def scale_by_factored_rms(decay_rate: float = 0.8,
                           min_dim_size_to_factor: int = 128,
-                          epsilon: float = 1e-30
+                          epsilon: float = 1e-30,
+                          pairwise_means: bool = False
                           ) -> optax.GradientTransformation:
-  """`optax.scale_by_factored_rms` (same state) computed with `rsqrt`."""
+  """`optax.scale_by_factored_rms` (same state) computed with `rsqrt`.
+
+  `pairwise_means` selects the XLA:CPU reduction of `axis_mean`.
+  """
   reference = optax.scale_by_factored_rms(
       decay_rate=decay_rate, min_dim_size_to_factor=min_dim_size_to_factor,
       epsilon=epsilon)
@@ -126,7 +139,8 @@ def scale_by_factored_rms(decay_rate: float = 0.8,
     out = jax.tree.map(
         lambda g, r, c, v: _factored_update(
             g, r, c, v, beta,
-            factored_dims(g.shape, min_dim_size_to_factor), epsilon),
+            factored_dims(g.shape, min_dim_size_to_factor), epsilon,
+            pairwise_means),
         updates, state.v_row, state.v_col, state.v)
     is_slot = lambda x: isinstance(x, _Slot)
     field = lambda name: jax.tree.map(lambda s: getattr(s, name), out,
@@ -159,14 +173,16 @@ def adafactor(learning_rate: optax.ScalarOrSchedule,
               multiply_by_parameter_scale: bool = True,
               weight_decay_rate: Optional[float] = None,
               min_dim_size_to_factor: int = 128,
-              epsilon: float = 1e-30) -> optax.GradientTransformation:
+              epsilon: float = 1e-30,
+              pairwise_means: bool = False) -> optax.GradientTransformation:
   """Drop-in for `optax.adafactor(...)` with these arguments (no momentum).
 
   The returned transformation's state has the structure of the optax one
-  with the same arguments.
+  with the same arguments, whichever `pairwise_means` (True: the XLA:CPU
+  variant, `OptimizerConfig.name='adafactor_fused'`).
   """
   chain = [scale_by_factored_rms(decay_rate, min_dim_size_to_factor,
-                                 epsilon)]
+                                 epsilon, pairwise_means)]
   if clipping_threshold is not None:
     chain.append(optax.clip_by_block_rms(clipping_threshold))
   chain.append(optax.scale_by_learning_rate(learning_rate, flip_sign=False))

@@ -50,6 +50,8 @@ from nlhf_jax.errors import ConfigError
 
 STATE_FILE = "demo_state.json"
 TINY_GIN = "gin_configs/models/tiny.gin"
+# The demo runs on CPU: its XLA:CPU speedups (docs/cpu_speedups.md).
+CPU_GIN = "gin_configs/backends/cpu.gin"
 STAGE_TEXT = {
     "world": "generating the synthetic world",
     "vocab": "training the SentencePiece vocabulary",
@@ -233,13 +235,13 @@ class Demo:
   # Entry-point arguments ---------------------------------------------------
 
   def model_args(self) -> list[str]:
-    """The tiny model file with the demo's sizes."""
+    """The tiny model and CPU backend files, then the demo's sizes."""
     c = self.config
     values = (("vocab_size", c.vocab_size), ("d_model", c.d_model),
               ("num_heads", c.num_heads), ("d_kv", 16), ("d_ff", c.d_ff),
               ("num_encoder_layers", c.layers),
               ("num_decoder_layers", c.layers))
-    return [f"--gin_file={TINY_GIN}"] + [
+    return [f"--gin_file={TINY_GIN}", f"--gin_file={CPU_GIN}"] + [
         f"--gin.t5_tiny/t5.T5Config.{k}={v}" for k, v in values]
 
   def data_args(self) -> list[str]:
@@ -277,8 +279,9 @@ class Demo:
         f"PACKED_LENGTH={self.packed_length()}",
         f"CHECKPOINT_EVERY={self.checkpoint_every(c.online_steps)}",
         f"EMA_DECAY={self.config.ema_decay!r}")
-    model = [a[len("--gin_file="):] for a in self.model_args()[:1]]
-    extra = [a[len("--gin."):] for a in self.model_args()[1:] +
+    files = [a for a in self.model_args() if a.startswith("--gin_file=")]
+    model = [a[len("--gin_file="):] for a in files]
+    extra = [a[len("--gin."):] for a in self.model_args()[len(files):] +
              self.data_args()[2:]]
     return sweep.SweepPaths(
         config_gins=tuple(model), data_dir=self.world,

@@ -4,7 +4,13 @@ Adafactor follows the T5X/NLHF setting (factored second moments, decay rate
 0.8, update clipping 1.0, updates scaled by the parameter RMS); the Online
 IPO re-run of Nash-MD-PG used "AdaFactor with decay 0.8" and lr 3e-5 to 1e-4.
 It is `nlhf_jax.adafactor.adafactor`: `optax.adafactor`'s arithmetic and state
-in fewer passes over the parameters.
+in fewer passes over the parameters. Two variants, numerically equal (to
+float32 summation order) and with the same state, so a run may switch:
+
+  'adafactor'        portable, the default on every backend (TPU, GPU, CPU);
+  'adafactor_fused'  its XLA:CPU-tuned form (`pairwise_means=True`: non-minor
+                     axis means as sums of halves), bound by
+                     gin_configs/backends/cpu.gin; docs/cpu_speedups.md.
 """
 
 from __future__ import annotations
@@ -16,7 +22,9 @@ import optax
 from nlhf_jax import adafactor
 from nlhf_jax.errors import ConfigError
 
-OPTIMIZERS = ("adafactor", "adamw")
+OPTIMIZERS = ("adafactor", "adafactor_fused", "adamw")
+# Adafactor variants: name -> `adafactor.adafactor(pairwise_means=...)`.
+ADAFACTOR_PAIRWISE_MEANS = {"adafactor": False, "adafactor_fused": True}
 SCHEDULES = ("constant", "linear", "cosine")
 
 
@@ -25,7 +33,8 @@ class OptimizerConfig:
   """Optimizer and learning-rate schedule (bound by gin as one unit).
 
   Attributes:
-    name: 'adafactor' or 'adamw'.
+    name: 'adafactor' (portable), 'adafactor_fused' (the same optimizer
+      tuned for XLA:CPU; gin_configs/backends/cpu.gin) or 'adamw'.
     learning_rate: peak learning rate.
     schedule: 'constant', 'linear' (decay to 0 at the last step) or 'cosine'.
     warmup_steps: linear warm-up from 0 to `learning_rate`.
@@ -94,12 +103,13 @@ def make_optimizer(config: OptimizerConfig,
     An optax GradientTransformation (gradient clipping first if enabled).
   """
   schedule = learning_rate_schedule(config, total_steps)
-  if config.name == "adafactor":
+  if config.name in ADAFACTOR_PAIRWISE_MEANS:
     tx = adafactor.adafactor(
         learning_rate=schedule, decay_rate=config.adafactor_decay_rate,
         multiply_by_parameter_scale=(
             config.adafactor_multiply_by_parameter_scale),
-        weight_decay_rate=config.weight_decay or None)
+        weight_decay_rate=config.weight_decay or None,
+        pairwise_means=ADAFACTOR_PAIRWISE_MEANS[config.name])
   else:
     tx = optax.adamw(schedule, b1=config.b1, b2=config.b2,
                      weight_decay=config.weight_decay)

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import math
 import os
 from typing import Any, Callable, Iterator, Optional, Sequence
+import warnings
 
 from absl import logging
 import flax.linen as nn
@@ -108,17 +110,61 @@ class MeshConfig:
     return tuple(sizes)
 
 
+def fallback_device_mesh(platform: str, shape: tuple[int, ...],
+                         devices: Sequence[jax.Device],
+                         error: Exception) -> np.ndarray:
+  """What to do when `mesh_utils.create_device_mesh` cannot build `shape`.
+
+  On TPU the device order is the interconnect topology: a plain reshape
+  would silently put the `model` axis across slow links, so this raises.
+  Elsewhere (CPU, GPU: no torus to respect) it warns and returns the
+  devices in the given order, reshaped.
+
+  Args:
+    platform: the devices' platform ('cpu', 'gpu', 'tpu').
+    shape: the resolved (data, fsdp, model) sizes.
+    devices: the devices of the mesh.
+    error: what `create_device_mesh` raised (named in the message).
+
+  Raises:
+    ConfigError: on TPU, naming the mesh shape and the device count.
+  """
+  what = (f"mesh (data, fsdp, model) = {tuple(shape)} over {len(devices)} "
+          f"{platform} devices: create_device_mesh failed "
+          f"({type(error).__name__}: {error})")
+  if platform == "tpu":
+    raise ConfigError(f"Cannot lay out the {what}. Choose a MeshConfig "
+                      "whose axes fit the TPU topology.")
+  warnings.warn(f"Using the plain device order for the {what}.",
+                RuntimeWarning, stacklevel=3)
+  return np.asarray(list(devices), dtype=object).reshape(shape)
+
+
+def _create_device_mesh(shape: tuple[int, ...],
+                        devices: Sequence[jax.Device]) -> np.ndarray:
+  """`create_device_mesh`, retried with split physical axes if it fails."""
+  attempts = [{}]
+  if "allow_split_physical_axes" in inspect.signature(
+      mesh_utils.create_device_mesh).parameters:
+    attempts.append({"allow_split_physical_axes": True})
+  for kwargs in attempts:
+    try:
+      return mesh_utils.create_device_mesh(shape, devices=devices, **kwargs)
+    except (ValueError, NotImplementedError, AssertionError) as e:
+      error = e
+  return fallback_device_mesh(devices[0].platform, shape, devices, error)
+
+
 def make_mesh(config: MeshConfig = MeshConfig(),
               devices: Optional[Sequence[jax.Device]] = None) -> Mesh:
-  """Builds a `Mesh` with axes (data, fsdp, model) over `devices`."""
+  """Builds a `Mesh` with axes (data, fsdp, model) over `devices`.
+
+  The device order comes from `mesh_utils.create_device_mesh` (topology
+  aware on TPU); if it fails, see `fallback_device_mesh`.
+  """
   devices = list(jax.devices() if devices is None else devices)
   shape = config.resolve(len(devices))
-  try:
-    arr = mesh_utils.create_device_mesh(
-        shape, devices=devices)
-  except (ValueError, NotImplementedError, AssertionError):
-    arr = np.asarray(devices, dtype=object).reshape(shape)
-  return Mesh(arr, MESH_AXES)
+  return Mesh(_create_device_mesh(shape, devices), MESH_AXES)
 
 
 def _mesh_axes_size(mesh: Mesh, axes: Any) -> int:

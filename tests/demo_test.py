@@ -13,11 +13,14 @@ import re
 import subprocess
 import sys
 
+import gin
 import numpy as np
 import pytest
 from matplotlib import image as mpimg
 
+from nlhf_jax import demo as demo_lib
 from nlhf_jax import main as main_lib
+from nlhf_jax import sweep
 
 POLICIES = ["SFT", "RLHF", "SP", "MD1", "MD4", "BR", "EMA1"]
 STAGES = ["world", "vocab", "sft", "pm", "rm", "RLHF", "SP", "MD1", "MD4",
@@ -122,3 +125,27 @@ def test_other_settings_into_the_same_folder_are_refused(first_run):
       capture_output=True, text=True, timeout=300, check=False)
   assert proc.returncode == 2
   assert "other settings" in proc.stderr and "sft_steps" in proc.stderr
+
+
+def _backend_choices(argv):
+  """(MODEL's lm_head_backward, OPTIMIZER) of an entry-point command line."""
+  bindings, rest = main_lib.split_gin_args(argv)
+  files = [a.split("=", 1)[1] for a in rest if a.startswith("--gin_file=")]
+  main_lib.parse_config(files, bindings)
+  try:
+    model = gin.query_parameter("%MODEL").scoped_configurable_fn()
+    return model.lm_head_backward, gin.query_parameter("%OPTIMIZER")
+  finally:
+    gin.clear_config()
+
+
+def test_every_training_stage_uses_the_cpu_backend_file(tmp_path):
+  demo = demo_lib.Demo(str(tmp_path), demo_lib.DemoConfig(),
+                       log=lambda _: None)
+  argvs = [argv for _, _, argv in demo.supervised_stages()]
+  paths = demo.sweep_paths()
+  argvs += [sweep.experiment_argv(e, paths) for e in demo.experiments()]
+  assert len(argvs) == 3 + len(demo_lib.METHODS)
+  for argv in argvs:
+    assert f"--gin_file={demo_lib.CPU_GIN}" in argv
+    assert _backend_choices(argv) == ("cpu_barrier", "adafactor_fused"), argv

@@ -1,7 +1,9 @@
 """Every file under gin_configs/ parses (a test walks the folder).
 
 Model, mesh and run files parse on their own after the model and mesh files
-they may rely on (tiny.gin and cpu8.gin), the way users compose them.
+they may rely on (tiny.gin and cpu8.gin), the way users compose them. The
+CPU backend file selects its speedups for every model size; TPU mesh files
+keep the portable defaults.
 """
 
 import os
@@ -42,3 +44,27 @@ def test_model_files_bind_published_dimensions(size, d_model):
   assert gin.query_parameter(f"t5_{size}/t5.T5Config.d_model") == d_model
   assert gin.query_parameter(f"t5_{size}/t5.T5Config.vocab_size") == 32128
   gin.clear_config()
+
+
+
+def _backend_choices(files, bindings=()):
+  """(MODEL's lm_head_backward, OPTIMIZER) after parsing `files`."""
+  main_lib.parse_config(files, list(bindings))
+  model = gin.query_parameter("%MODEL").scoped_configurable_fn()
+  choices = (model.lm_head_backward, gin.query_parameter("%OPTIMIZER"))
+  gin.clear_config()
+  return choices
+
+
+@pytest.mark.parametrize("size", ["tiny", "small", "base", "large", "xl",
+                                  "xxl"])
+def test_cpu_backend_file_selects_the_cpu_speedups_for_every_model(size):
+  run, model = "gin_configs/runs/sft.gin", f"gin_configs/models/{size}.gin"
+  cpu = "gin_configs/backends/cpu.gin"
+  assert _backend_choices([run, model, "gin_configs/mesh/v4_32.gin"]) == (
+      "xla", "adafactor")
+  assert _backend_choices([run, model, cpu]) == (
+      "cpu_barrier", "adafactor_fused")
+  # A user's binding after the backend file still wins.
+  assert _backend_choices([run, model, cpu], ["OPTIMIZER = 'adamw'"]) == (
+      "cpu_barrier", "adamw")

@@ -1,5 +1,7 @@
 """Mesh construction, logical-axis sharding and sharded initialisation."""
 
+import warnings
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -7,6 +9,7 @@ import numpy as np
 import pytest
 
 from nlhf_jax import partitioning
+from nlhf_jax.errors import ConfigError
 from nlhf_jax.models import T5
 from nlhf_jax.models import T5Config
 
@@ -36,6 +39,38 @@ def test_device_count_mismatch_names_both_numbers():
     partitioning.make_mesh(partitioning.MeshConfig(4, 2, 2))
   with pytest.raises(ValueError, match=r"multiple of 3 devices, but 8"):
     partitioning.make_mesh(partitioning.MeshConfig(-1, 3, 1))
+
+
+def test_valid_cpu_meshes_are_built_without_a_fallback_warning():
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    mesh = partitioning.make_mesh(partitioning.MeshConfig(2, 2, 2))
+  np.testing.assert_array_equal(
+      np.vectorize(lambda d: d.id)(mesh.devices).ravel(),
+      sorted(d.id for d in jax.devices()))
+
+
+# create_device_mesh cannot fail on CPU for a shape that resolve() accepts
+# (it reshapes), so the fallback decision is tested on its own, with the
+# platform name as input and the 8 real CPU devices.
+def test_mesh_fallback_warns_and_reshapes_on_cpu():
+  error = ValueError("no torus")
+  with pytest.warns(RuntimeWarning, match=r"\(2, 1, 4\) over 8 cpu "
+                    r"devices: create_device_mesh failed \(ValueError: "
+                    r"no torus\)"):
+    arr = partitioning.fallback_device_mesh("cpu", (2, 1, 4), jax.devices(),
+                                            error)
+  assert arr.shape == (2, 1, 4)
+  assert list(arr.ravel()) == jax.devices()
+
+
+def test_mesh_fallback_is_a_config_error_on_tpu():
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    with pytest.raises(ConfigError, match=r"\(2, 1, 4\) over 8 tpu "
+                       r"devices.*AssertionError"):
+      partitioning.fallback_device_mesh("tpu", (2, 1, 4), jax.devices(),
+                                        AssertionError("split axes"))
 
 
 def test_mesh_config_validation():

@@ -233,18 +233,32 @@ class GatedGeluMlp(nn.Module):
     return dense("wo", d_model, ("mlp", "embed"), self.d_ff)(h)
 
 
-@jax.custom_vjp
+# How the LM head's backward pass is computed (`T5Config.lm_head_backward`).
+#   'xla': the einsum differentiated by JAX (portable; the default).
+#   'cpu_barrier': `vocab_projection_cpu_barrier`, a hand-written backward
+#     tuned for XLA:CPU (gin_configs/backends/cpu.gin; docs/cpu_speedups.md).
+LM_HEAD_BACKWARDS = ("xla", "cpu_barrier")
+
+
 def vocab_projection(h_bte: Array, kernel_ev: Array) -> Array:
-  """Logits h @ W: [b, t, e] x [e, v] -> [b, t, v].
+  """Logits h @ W: [b, t, e] x [e, v] -> [b, t, v] (autodiff backward)."""
+  return jnp.einsum("bte,ev->btv", h_bte, kernel_ev)
+
+
+@jax.custom_vjp
+def vocab_projection_cpu_barrier(h_bte: Array, kernel_ev: Array) -> Array:
+  """`vocab_projection` with a backward written for XLA:CPU.
 
   The backward is written out so that the weight gradient is a plain
   matrix product: differentiating the einsum leaves XLA:CPU to transpose
   the [b·t, v] cotangent and call a slow transposed dot (69 ms against
   52 ms for [256, 512] x [256, 32128] on the 2-core development machine).
   Materialising hᵀ ([e, b·t], small) behind an optimisation barrier keeps
-  the big operand in place. Values and gradients are those of the einsum.
+  the big operand in place. Values and gradients are those of the einsum;
+  on other backends the barrier only stops XLA from choosing its own
+  layout, so they use `vocab_projection` (lm_head_backward='xla').
   """
-  return jnp.einsum("bte,ev->btv", h_bte, kernel_ev)
+  return vocab_projection(h_bte, kernel_ev)
 
 
 def _vocab_projection_fwd(h_bte, kernel_ev):
@@ -260,7 +274,8 @@ def _vocab_projection_bwd(residuals, g_btv):
   return d_h, (h_en @ g_nv).astype(kernel_ev.dtype)
 
 
-vocab_projection.defvjp(_vocab_projection_fwd, _vocab_projection_bwd)
+vocab_projection_cpu_barrier.defvjp(_vocab_projection_fwd,
+                                    _vocab_projection_bwd)
 
 
 class VocabHead(nn.Module):
@@ -268,17 +283,24 @@ class VocabHead(nn.Module):
 
   Its parameter is `kernel` [e, v] with logical axes ('embed', 'vocab'), the
   same name and shape as the `nn.Dense` it replaces, so checkpoints and
-  conversions are unchanged.
+  conversions are unchanged. `backward` is one of `LM_HEAD_BACKWARDS`; it
+  changes how gradients are computed, not their values.
   """
 
   vocab_size: int
   param_dtype: DType = jnp.float32
+  backward: str = "xla"
 
   @nn.compact
   def __call__(self, h_bte: Array) -> Array:
+    if self.backward not in LM_HEAD_BACKWARDS:
+      raise ValueError(f"VocabHead.backward must be one of "
+                       f"{LM_HEAD_BACKWARDS}, got {self.backward!r}.")
     kernel = self.param(
         "kernel", _init(normal_init(h_bte.shape[-1] ** -0.5),
                         ("embed", "vocab")),
         (h_bte.shape[-1], self.vocab_size), self.param_dtype)
-    return vocab_projection(h_bte.astype(jnp.float32),
-                            jnp.asarray(kernel, jnp.float32))
+    project = (vocab_projection_cpu_barrier if self.backward == "cpu_barrier"
+               else vocab_projection)
+    return project(h_bte.astype(jnp.float32),
+                   jnp.asarray(kernel, jnp.float32))

@@ -32,6 +32,7 @@ Array = jax.Array
 REMAT_POLICIES = ("none", "full", "dots")
 # The usual activation and parameter dtypes (any floating dtype is valid).
 DTYPES = ("float32", "bfloat16", "float16")
+LM_HEAD_BACKWARDS = layers.LM_HEAD_BACKWARDS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +45,10 @@ class T5Config:
   depth, which matters for XL/XXL and ahead-of-time compilation; the
   parameter tree then differs from the unrolled one (`layers/layer/...`
   instead of `layers_0/...`), so pretrained imports need the unrolled form.
+  `lm_head_backward` picks how the LM head's gradient is computed (same
+  values): 'xla' (autodiff, portable, the default) or 'cpu_barrier' (a
+  hand-written backward tuned for XLA:CPU, bound by
+  gin_configs/backends/cpu.gin; see docs/cpu_speedups.md).
   """
 
   vocab_size: int = 32128
@@ -61,6 +66,7 @@ class T5Config:
   param_dtype: str = "float32"
   remat_policy: str = "none"
   scan_layers: bool = False
+  lm_head_backward: str = "xla"
 
   def __post_init__(self):
     for name in ("vocab_size", "d_model", "num_heads", "d_kv", "d_ff",
@@ -73,6 +79,8 @@ class T5Config:
     errors.check_positive(self, "layer_norm_epsilon", self.layer_norm_epsilon)
     errors.check_choice(self, "remat_policy", self.remat_policy,
                         REMAT_POLICIES)
+    errors.check_choice(self, "lm_head_backward", self.lm_head_backward,
+                        LM_HEAD_BACKWARDS)
     for name in ("dtype", "param_dtype"):
       value = getattr(self, name)
       try:
@@ -306,8 +314,9 @@ class T5(_Backbone):
   def setup(self):
     super().setup()
     cfg = self.config
-    self.logits_dense = layers.VocabHead(cfg.vocab_size,
-                                         param_dtype=cfg.jnp_param_dtype)
+    self.logits_dense = layers.VocabHead(
+        cfg.vocab_size, param_dtype=cfg.jnp_param_dtype,
+        backward=cfg.lm_head_backward)
 
   def encode(self, encoder_input_tokens: Array, *,
              enable_dropout: bool = False) -> Array:

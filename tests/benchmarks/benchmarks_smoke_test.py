@@ -81,10 +81,18 @@ def test_matmul_peak(run_cli):
                         2 * n ** 3 / by_size[str(n)]["median_s"])
 
 
-@pytest.mark.parametrize("task", ["sft", "preference"])
-def test_train_step(run_cli, task):
-  record = run_cli("train_step_benchmark", "--task", task)
+@pytest.mark.parametrize("task,extra", [
+    ("sft", ()), ("preference", ()),
+    ("sft", ("--optimizer", "adafactor_fused",
+             "--lm_head_backward", "cpu_barrier"))])
+def test_train_step(run_cli, task, extra):
+  record = run_cli("train_step_benchmark", "--task", task, *extra)
   assert record["benchmark"] == f"train_step_{task}"
+  choices = dict(zip(extra[::2], extra[1::2]))
+  assert record["config"]["optimizer"] == choices.get("--optimizer",
+                                                      "adafactor")
+  assert record["config"]["model"]["lm_head_backward"] == choices.get(
+      "--lm_head_backward", "xla")
   _check_timing(record["timing"])
   step_s = record["timing"]["median_s"]
   cfg = record["config"]

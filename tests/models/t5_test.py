@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from nlhf_jax import model_info
+from nlhf_jax.errors import ConfigError
 from nlhf_jax.models import T5
 from nlhf_jax.models import T5Config
 from nlhf_jax.models import T5Scorer
@@ -100,6 +101,37 @@ def test_shift_right():
 def test_config_validation(bad):
   with pytest.raises(ValueError, match="T5Config"):
     T5Config(**bad)
+
+
+def test_unknown_lm_head_backward_is_a_config_error_naming_the_choices():
+  with pytest.raises(ConfigError, match=r"T5Config\.lm_head_backward.*"
+                     r"'xla', 'cpu_barrier'.*'tpu_fast'"):
+    T5Config(lm_head_backward="tpu_fast")
+
+
+def test_lm_head_backwards_give_equal_loss_and_gradients(tiny_params):
+  """'cpu_barrier' (custom VJP) and 'xla' (autodiff): same values."""
+  enc, dec = _tokens(0, (2, 7)), _tokens(1, (2, 5))
+  targets = _tokens(3, (2, 5))
+
+  def loss_and_grads(backward):
+    model = T5(T5Config(**{**TINY.__dict__, "lm_head_backward": backward}))
+
+    def loss(params):
+      logits = model.apply({"params": params}, enc, dec)
+      logp = jax.nn.log_softmax(logits)
+      return -jnp.take_along_axis(logp, targets[..., None], -1).mean()
+
+    return jax.jit(jax.value_and_grad(loss))(tiny_params)
+
+  loss_xla, grads_xla = loss_and_grads("xla")
+  loss_cpu, grads_cpu = loss_and_grads("cpu_barrier")
+  np.testing.assert_allclose(loss_cpu, loss_xla, rtol=1e-6)
+  assert jax.tree.structure(grads_cpu) == jax.tree.structure(grads_xla)
+  for a, b in zip(jax.tree.leaves(grads_cpu), jax.tree.leaves(grads_xla)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+  head = np.asarray(grads_xla["logits_dense"]["kernel"])
+  assert np.abs(head).max() > 1e-3  # the LM head's gradient is exercised
 
 
 # Published T5 1.1 sizes (Hugging Face google/t5-v1_1-*: parameter counts).
