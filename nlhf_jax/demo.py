@@ -22,12 +22,14 @@ Every training stage is a run of the gin entry point: the run's gin files
 and `NAME=VALUE` bindings, the ones a user would pass to `nlhf_jax.main`,
 given to its library call `main.run_config(gin_files, bindings)`; the
 tournament and report go through `nlhf_jax.evaluation.pipeline`, which
-reads the runs' `run_spec.json` files. Resuming: a stage whose output is complete (the
-world's files, the vocabulary, a run's final checkpoint, a policy's
-generations) is skipped, and an interrupted training run restarts from its
-newest checkpoint, so re-running the same command continues where it
-stopped. The settings are recorded in `<out>/demo_state.json`; re-running
-with other settings into the same folder is refused.
+reads the runs' `run_spec.json` files.
+
+Resuming: a stage whose output is complete (the world's files, the
+vocabulary, a run's final checkpoint, a policy's generations) is skipped,
+and an interrupted training run restarts from its newest checkpoint, so
+re-running the same command continues where it stopped. The settings are
+recorded in `<out>/demo_state.json`; re-running with other settings into
+the same folder is refused.
 
 `--quick` shrinks everything (tiny world, a few steps per stage) for the
 end-to-end test; `--steps_scale` multiplies every stage's step count.
