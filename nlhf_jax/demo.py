@@ -18,13 +18,18 @@ Stages, in order (each prints its name, progress and duration):
   report     report.md with both tables, heatmaps, CSVs, training curves and
              a side-by-side with the paper's Table 1
 
-Every training stage goes through the gin entry point (`nlhf_jax.main`), as
-a user would run it. Resuming: a stage whose output is complete (the
-world's files, the vocabulary, a run's final checkpoint, a policy's
-generations) is skipped, and an interrupted training run restarts from its
-newest checkpoint, so re-running the same command continues where it
-stopped. The settings are recorded in `<out>/demo_state.json`; re-running
-with other settings into the same folder is refused.
+Every training stage is a run of the gin entry point: the run's gin files
+and `NAME=VALUE` bindings, the ones a user would pass to `nlhf_jax.main`,
+given to its library call `main.run_config(gin_files, bindings)`; the
+tournament and report go through `nlhf_jax.evaluation.pipeline`, which
+reads the runs' `run_spec.json` files.
+
+Resuming: a stage whose output is complete (the world's files, the
+vocabulary, a run's final checkpoint, a policy's generations) is skipped,
+and an interrupted training run restarts from its newest checkpoint, so
+re-running the same command continues where it stopped. The settings are
+recorded in `<out>/demo_state.json`; re-running with other settings into
+the same folder is refused.
 
 `--quick` shrinks everything (tiny world, a few steps per stage) for the
 end-to-end test; `--steps_scale` multiplies every stage's step count.
@@ -38,19 +43,27 @@ import functools
 import json
 import math
 import os
+import platform
 import sys
 import time
 from typing import Any, Callable, Optional, Sequence
 
+import jax
+
 from nlhf_jax import cli
 from nlhf_jax import errors
 from nlhf_jax import main as main_lib
+from nlhf_jax import metrics
 from nlhf_jax import sweep
+from nlhf_jax.data import synthetic
+from nlhf_jax.data import vocab
 from nlhf_jax.errors import ConfigError
+from nlhf_jax.evaluation import pipeline
 
 STATE_FILE = "demo_state.json"
 TINY_GIN = "gin_configs/models/tiny.gin"
-# The demo runs on CPU: its XLA:CPU speedups (docs/cpu_speedups.md).
+# The demo runs on CPU: its XLA:CPU speedups (docs/cpu_speedups.md). Listed
+# after the run and experiment files, whose OPTIMIZER it overrides.
 CPU_GIN = "gin_configs/backends/cpu.gin"
 STAGE_TEXT = {
     "world": "generating the synthetic world",
@@ -187,217 +200,263 @@ QUICK = DemoConfig(world_size=400, vocab_size=384, d_model=16, num_heads=1,
                    log_every=2, checkpoints_per_run=1)
 
 
+@dataclasses.dataclass(frozen=True)
+class DemoPaths:
+  """Where the demo writes (one output folder).
+
+  Attributes:
+    out: the output folder (absolute).
+    vocab_size: the vocabulary's pieces (names its file).
+  """
+
+  out: str
+  vocab_size: int
+
+  @property
+  def world(self) -> str:
+    return os.path.join(self.out, "world")
+
+  @property
+  def vocabulary(self) -> str:
+    return os.path.join(self.world, f"sp{self.vocab_size}.model")
+
+  @property
+  def report_dir(self) -> str:
+    return os.path.join(self.out, "report")
+
+  def run_dir(self, name: str) -> str:
+    return os.path.join(self.out, "runs", name)
+
+
+# Bookkeeping ---------------------------------------------------------------
+
+
+def _state_path(out: str) -> str:
+  return os.path.join(out, STATE_FILE)
+
+
+def save_state(out: str, state: dict[str, Any]) -> None:
+  """Writes `<out>/demo_state.json` atomically."""
+  tmp = _state_path(out) + ".tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    json.dump(state, f, indent=1)
+  os.replace(tmp, _state_path(out))
+
+
+def load_state(out: str, config: DemoConfig) -> dict[str, Any]:
+  """The settings and stage timings of `out` (created for a new folder).
+
+  Raises:
+    ConfigError: `out` holds a demo run with other settings.
+  """
+  wanted = json.loads(json.dumps(dataclasses.asdict(config)))
+  path = _state_path(out)
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      state = json.load(f)
+    if state.get("config") != wanted:
+      changed = sorted(k for k in wanted
+                       if state.get("config", {}).get(k) != wanted[k])
+      raise ConfigError(
+          f"{out} holds a demo run with other settings (differing: "
+          f"{changed}); use another --out or delete that folder.")
+    return state
+  os.makedirs(out, exist_ok=True)
+  state = {"config": wanted, "seconds": {}}
+  save_state(out, state)
+  return state
+
+
+# Entry-point runs (gin files + bindings) -------------------------------------
+
+
+def model_bindings(config: DemoConfig) -> tuple[str, ...]:
+  """The demo's sizes over the tiny model file (TINY_GIN)."""
+  c = config
+  values = (("vocab_size", c.vocab_size), ("d_model", c.d_model),
+            ("num_heads", c.num_heads), ("d_kv", 16), ("d_ff", c.d_ff),
+            ("num_encoder_layers", c.layers),
+            ("num_decoder_layers", c.layers))
+  return tuple(f"t5_tiny/t5.T5Config.{k}={v}" for k, v in values)
+
+
+def shape_bindings(config: DemoConfig) -> tuple[str, ...]:
+  """Lengths, logging and seed shared by every training run."""
+  c = config
+  return (f"INPUT_LENGTH={c.input_length}",
+          f"TARGET_LENGTH={c.target_length}", f"LOG_EVERY={c.log_every}",
+          f"SEED={c.seed}")
+
+
+def checkpoint_every(config: DemoConfig, steps: int) -> int:
+  """Checkpoints `checkpoints_per_run` times per run (the last at the end)."""
+  return max(steps // config.checkpoints_per_run, 1)
+
+
+def supervised_run(config: DemoConfig, paths: DemoPaths, run: str,
+                   gin_file: str, steps: int, batch: int, lr: float,
+                   extra: Sequence[str] = ()) -> sweep.GinRun:
+  """An SFT / PM / RM run of gin_configs/runs/<gin_file> into run_dir(run)."""
+  return sweep.GinRun(
+      (f"gin_configs/runs/{gin_file}", TINY_GIN, CPU_GIN),
+      (*model_bindings(config),
+       f"DATA_DIR={sweep.gin_string(paths.world)}",
+       f"VOCABULARY={sweep.gin_string(paths.vocabulary)}",
+       *shape_bindings(config),
+       f"WORKDIR={sweep.gin_string(paths.run_dir(run))}",
+       f"TRAIN_STEPS={steps}", f"BATCH_SIZE={batch}",
+       f"LEARNING_RATE={lr}", "EVAL_EVERY=0",
+       f"CHECKPOINT_EVERY={checkpoint_every(config, steps)}", *extra))
+
+
+def supervised_runs(config: DemoConfig, paths: DemoPaths
+                    ) -> list[tuple[str, int, sweep.GinRun]]:
+  """(stage and run name, steps, run) of SFT, the PM and the RM."""
+  c = config
+  pm_extra = (f"PACKED_LENGTH={c.packed_length}", "WITH_P_STAR=True")
+  rm_extra = (f"PACKED_LENGTH={c.input_length + c.target_length + 8}",
+              "WITH_P_STAR=True")
+  return [
+      ("sft", c.sft_steps, supervised_run(
+          c, paths, "sft", "sft.gin", c.sft_steps, c.sft_batch, c.sft_lr)),
+      ("pm", c.pm_steps, supervised_run(
+          c, paths, "pm", "preference_model.gin", c.pm_steps,
+          c.scorer_batch, c.scorer_lr, pm_extra)),
+      ("rm", c.rm_steps, supervised_run(
+          c, paths, "rm", "reward_model.gin", c.rm_steps, c.scorer_batch,
+          c.scorer_lr, rm_extra))]
+
+
+def sweep_paths(config: DemoConfig, paths: DemoPaths) -> sweep.SweepPaths:
+  """The online runs as a sweep over the paper's experiment files."""
+  c = config
+  bindings = (
+      f"TRAIN_STEPS={c.online_steps}", f"BATCH_SIZE={c.online_batch}",
+      f"LEARNING_RATE={c.online_lr}", f"RESPONSE_LENGTH={c.response_length}",
+      f"PACKED_LENGTH={c.packed_length}",
+      f"CHECKPOINT_EVERY={checkpoint_every(c, c.online_steps)}",
+      f"EMA_DECAY={c.ema_decay!r}")
+  return sweep.SweepPaths(
+      config_gins=(TINY_GIN, CPU_GIN), data_dir=paths.world,
+      vocabulary=paths.vocabulary, sft_dir=paths.run_dir("sft"),
+      pm_dir=paths.run_dir("pm"), rm_dir=paths.run_dir("rm"),
+      workdir=paths.out,
+      bindings=model_bindings(c) + shape_bindings(c) + bindings)
+
+
+def experiments(config: DemoConfig) -> list[sweep.Experiment]:
+  """The demo's online runs, named as in the paper's Table 1."""
+  by_stem = {e.stem: e for e in sweep.discover(
+      os.path.join(main_lib.REPO_ROOT, "gin_configs", "experiments"))}
+  return [dataclasses.replace(by_stem[m.experiment], name=m.name)
+          for m in METHODS if m.name in config.methods]
+
+
+# Stages ----------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+  """One step of the demo: skipped when `complete()`, else `run()`."""
+
+  name: str
+  complete: Callable[[], bool]
+  run: Callable[[], Any]
+
+
+def make_world(config: DemoConfig, paths: DemoPaths,
+               log: Callable[[str], None]) -> None:
+  result = synthetic.generate(paths.world, seed=config.seed,
+                              size=config.world_size)
+  log(f"  posts {result.posts_per_split}, comparisons "
+      f"{result.comparisons_per_split}")
+  with open(os.path.join(paths.world, ".complete"), "w",
+            encoding="utf-8") as f:
+    f.write("ok\n")
+
+
+def make_vocab(config: DemoConfig, paths: DemoPaths) -> None:
+  prefix = paths.vocabulary[:-len(".model")]
+  vocab.train_from_data_dir(paths.world, prefix, config.vocab_size)
+
+
+def training_stages(config: DemoConfig, paths: DemoPaths) -> list[Stage]:
+  """SFT, PM, RM, then the online runs; each complete at its last step."""
+  out = [Stage(name, functools.partial(
+      sweep.is_finished, paths.run_dir(name), steps),
+               functools.partial(sweep.run_experiment, run, name=name))
+         for name, steps, run in supervised_runs(config, paths)]
+  online = sweep_paths(config, paths)
+  for experiment in experiments(config):
+    out.append(Stage(experiment.name, functools.partial(
+        sweep.is_finished, online.run_dir(experiment), config.online_steps),
+                     functools.partial(
+                         sweep.run_experiment,
+                         sweep.experiment_run(experiment, online),
+                         name=experiment.stem)))
+  return out
+
+
 class Demo:
   """The pipeline's stages over one output folder (module docstring)."""
 
   def __init__(self, out: str, config: DemoConfig,
                log: Optional[Callable[[str], None]] = None):
-    self.out = os.path.abspath(out)
     self.config = config
+    self.paths = DemoPaths(os.path.abspath(out), config.vocab_size)
     self.log = log or functools.partial(print, flush=True)
-    self.world = os.path.join(self.out, "world")
-    self.vocabulary = os.path.join(self.world, f"sp{config.vocab_size}.model")
-    self.report_dir = os.path.join(self.out, "report")
-    self.state = self._load_state()
-
-  # Bookkeeping ------------------------------------------------------------
-
-  def _state_path(self) -> str:
-    return os.path.join(self.out, STATE_FILE)
-
-  def _load_state(self) -> dict[str, Any]:
-    wanted = json.loads(json.dumps(dataclasses.asdict(self.config)))
-    path = self._state_path()
-    if os.path.exists(path):
-      with open(path, encoding="utf-8") as f:
-        state = json.load(f)
-      if state.get("config") != wanted:
-        changed = sorted(k for k in wanted
-                         if state.get("config", {}).get(k) != wanted[k])
-        raise ConfigError(
-            f"{self.out} holds a demo run with other settings (differing: "
-            f"{changed}); use another --out or delete that folder.")
-      return state
-    os.makedirs(self.out, exist_ok=True)
-    state = {"config": wanted, "seconds": {}}
-    self._save_state(state)
-    return state
-
-  def _save_state(self, state: dict[str, Any]) -> None:
-    tmp = self._state_path() + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-      json.dump(state, f, indent=1)
-    os.replace(tmp, self._state_path())
+    self.state = load_state(self.paths.out, config)
 
   def run_dir(self, name: str) -> str:
-    return os.path.join(self.out, "runs", name)
+    return self.paths.run_dir(name)
 
-  # Entry-point arguments ---------------------------------------------------
-
-  def model_args(self) -> list[str]:
-    """The tiny model and CPU backend files, then the demo's sizes."""
-    c = self.config
-    values = (("vocab_size", c.vocab_size), ("d_model", c.d_model),
-              ("num_heads", c.num_heads), ("d_kv", 16), ("d_ff", c.d_ff),
-              ("num_encoder_layers", c.layers),
-              ("num_decoder_layers", c.layers))
-    return [f"--gin_file={TINY_GIN}", f"--gin_file={CPU_GIN}"] + [
-        f"--gin.t5_tiny/t5.T5Config.{k}={v}" for k, v in values]
-
-  def data_args(self) -> list[str]:
-    c = self.config
-    return [f"--gin.DATA_DIR={sweep.gin_string(self.world)}",
-            f"--gin.VOCABULARY={sweep.gin_string(self.vocabulary)}",
-            f"--gin.INPUT_LENGTH={c.input_length}",
-            f"--gin.TARGET_LENGTH={c.target_length}",
-            f"--gin.LOG_EVERY={c.log_every}", f"--gin.SEED={c.seed}"]
-
-  def packed_length(self) -> int:
-    """Preference-model input length (prompt cut to fit two summaries)."""
-    return self.config.packed_length
-
-  def supervised_argv(self, run: str, gin_file: str, steps: int, batch: int,
-                      lr: float, extra: Sequence[str] = ()) -> list[str]:
-    return ([f"--gin_file=gin_configs/runs/{gin_file}", *self.model_args(),
-             *self.data_args(),
-             f"--gin.WORKDIR={sweep.gin_string(self.run_dir(run))}",
-             f"--gin.TRAIN_STEPS={steps}", f"--gin.BATCH_SIZE={batch}",
-             f"--gin.LEARNING_RATE={lr}", "--gin.EVAL_EVERY=0",
-             f"--gin.CHECKPOINT_EVERY={self.checkpoint_every(steps)}"] +
-            list(extra))
-
-  def checkpoint_every(self, steps: int) -> int:
-    """Checkpoints `checkpoints_per_run` times per run (the last at the end)."""
-    return max(steps // self.config.checkpoints_per_run, 1)
-
-  def sweep_paths(self) -> sweep.SweepPaths:
-    """The online runs as a sweep over the paper's experiment files."""
-    c = self.config
-    bindings = (
-        f"TRAIN_STEPS={c.online_steps}", f"BATCH_SIZE={c.online_batch}",
-        f"LEARNING_RATE={c.online_lr}", f"RESPONSE_LENGTH={c.response_length}",
-        f"PACKED_LENGTH={self.packed_length()}",
-        f"CHECKPOINT_EVERY={self.checkpoint_every(c.online_steps)}",
-        f"EMA_DECAY={self.config.ema_decay!r}")
-    files = [a for a in self.model_args() if a.startswith("--gin_file=")]
-    model = [a[len("--gin_file="):] for a in files]
-    extra = [a[len("--gin."):] for a in self.model_args()[len(files):] +
-             self.data_args()[2:]]
-    return sweep.SweepPaths(
-        config_gins=tuple(model), data_dir=self.world,
-        vocabulary=self.vocabulary, sft_dir=self.run_dir("sft"),
-        pm_dir=self.run_dir("pm"), rm_dir=self.run_dir("rm"),
-        workdir=self.out, bindings=tuple(extra) + bindings)
-
-  def experiments(self) -> list[sweep.Experiment]:
-    by_stem = {e.stem: e for e in sweep.discover(
-        os.path.join(main_lib.REPO_ROOT, "gin_configs", "experiments"))}
-    return [dataclasses.replace(by_stem[m.experiment], name=m.name)
-            for m in METHODS if m.name in self.config.methods]
-
-  # Stages ------------------------------------------------------------------
-
-  def make_world(self) -> None:
-    from nlhf_jax.data import synthetic  # pylint: disable=g-import-not-at-top
-    result = synthetic.generate(self.world, seed=self.config.seed,
-                                size=self.config.world_size)
-    self.log(f"  posts {result.posts_per_split}, comparisons "
-             f"{result.comparisons_per_split}")
-    with open(os.path.join(self.world, ".complete"), "w",
-              encoding="utf-8") as f:
-      f.write("ok\n")
-
-  def make_vocab(self) -> None:
-    from nlhf_jax.data import vocab  # pylint: disable=g-import-not-at-top
-    prefix = self.vocabulary[:-len(".model")]
-    vocab.train_from_data_dir(self.world, prefix, self.config.vocab_size)
-
-  def train(self, argv: Sequence[str]) -> None:
-    sweep.run_experiment(argv, name=os.path.basename(
-        argv[0]).replace(".gin", ""))
-
-  def supervised_stages(self) -> list[tuple[str, str, Sequence[str]]]:
-    """(stage name, run directory, entry-point arguments)."""
-    c = self.config
-    pm_extra = [f"--gin.PACKED_LENGTH={self.packed_length()}",
-                "--gin.WITH_P_STAR=True"]
-    rm_extra = [f"--gin.PACKED_LENGTH="
-                f"{c.input_length + c.target_length + 8}",
-                "--gin.WITH_P_STAR=True"]
+  def stages(self) -> list[Stage]:
+    """Every stage, in order."""
+    paths = self.paths
     return [
-        ("sft", "sft", self.supervised_argv(
-            "sft", "sft.gin", c.sft_steps, c.sft_batch, c.sft_lr)),
-        ("pm", "pm", self.supervised_argv(
-            "pm", "preference_model.gin", c.pm_steps, c.scorer_batch,
-            c.scorer_lr, pm_extra)),
-        ("rm", "rm", self.supervised_argv(
-            "rm", "reward_model.gin", c.rm_steps, c.scorer_batch,
-            c.scorer_lr, rm_extra))]
-
-  def stages(self) -> list[tuple[str, Callable[[], bool], Callable[[], Any]]]:
-    """(name, is_complete, run) for every stage, in order."""
-    c = self.config
-    out = [("world", lambda: os.path.exists(
-        os.path.join(self.world, ".complete")), self.make_world),
-           ("vocab", lambda: os.path.exists(self.vocabulary),
-            self.make_vocab)]
-    steps = {"sft": c.sft_steps, "pm": c.pm_steps, "rm": c.rm_steps}
-    for name, run, argv in self.supervised_stages():
-      out.append((name, functools.partial(
-          sweep.is_finished, self.run_dir(run), steps[name]),
-                  functools.partial(self.train, argv)))
-    paths = self.sweep_paths()
-    for experiment in self.experiments():
-      argv = sweep.experiment_argv(experiment, paths)
-      out.append((experiment.name, functools.partial(
-          sweep.is_finished, paths.run_dir(experiment), c.online_steps),
-                  functools.partial(sweep.run_experiment, argv,
-                                    name=experiment.stem)))
-    out.append(("report", lambda: os.path.exists(
-        os.path.join(self.report_dir, "report.md")), self.make_report))
-    return out
+        Stage("world", lambda: os.path.exists(
+            os.path.join(paths.world, ".complete")), functools.partial(
+                make_world, self.config, paths, self.log)),
+        Stage("vocab", lambda: os.path.exists(paths.vocabulary),
+              functools.partial(make_vocab, self.config, paths)),
+        *training_stages(self.config, paths),
+        Stage("report", lambda: os.path.exists(
+            os.path.join(paths.report_dir, "report.md")), self.make_report)]
 
   def policies(self) -> dict[str, str]:
-    paths = self.sweep_paths()
-    return {e.name: paths.run_dir(e) for e in self.experiments()}
+    online = sweep_paths(self.config, self.paths)
+    return {e.name: online.run_dir(e) for e in experiments(self.config)}
 
   def make_report(self) -> str:
-    paths = self.sweep_paths()
-    # Any online run gives the models, lengths and the PM's layout.
-    settings = sweep.settings_of(sweep.experiment_argv(
-        self.experiments()[0], paths))
-    results = sweep.evaluate(
-        self.policies(), settings, sft_dir=paths.sft_dir,
-        pm_dir=paths.pm_dir, out_dir=self.report_dir,
+    """The tournaments and report.md (`evaluation.pipeline.report`)."""
+    policies = self.policies()
+    return pipeline.report(
+        policies, sft_dir=self.run_dir("sft"), pm_dir=self.run_dir("pm"),
+        out_dir=self.paths.report_dir,
+        title="NLHF demo on the synthetic TL;DR world",
         num_prompts=self.config.eval_prompts, p_star=True,
-        seed=self.config.seed, log=self.log)
-    curves = sweep.training_curves(
-        {"SFT": self.run_dir("sft"), **self.policies()},
-        os.path.join(self.report_dir, "curves"),
-        metrics=("loss", *sweep.CURVE_METRICS))
-    return sweep.write_summary(
-        self.report_dir, results, title="NLHF demo on the synthetic TL;DR "
-        "world", intro=intro(self), curves=curves,
-        notes=paper_comparison(results))
+        seed=self.config.seed, intro=intro(self), notes=paper_comparison,
+        curve_runs={pipeline.SFT_NAME: self.run_dir("sft"), **policies},
+        curve_metrics=("loss", *pipeline.CURVE_METRICS), log=self.log)
 
   def run(self) -> str:
     """Runs (or skips) every stage; returns the report path."""
     stages = self.stages()
     total = time.perf_counter()
-    for i, (name, complete, run) in enumerate(stages, 1):
-      tag = f"[demo {i}/{len(stages)}] {name}"
-      if complete():
+    for i, stage in enumerate(stages, 1):
+      tag = f"[demo {i}/{len(stages)}] {stage.name}"
+      if stage.complete():
         self.log(f"{tag}: complete, skipped.")
         continue
-      self.log(f"{tag}: {STAGE_TEXT.get(name, 'online run')} ...")
+      self.log(f"{tag}: {STAGE_TEXT.get(stage.name, 'online run')} ...")
       start = time.perf_counter()
-      run()
+      stage.run()
       seconds = time.perf_counter() - start
-      self.state["seconds"][name] = round(seconds, 1)
-      self._save_state(self.state)
+      self.state["seconds"][stage.name] = round(seconds, 1)
+      save_state(self.paths.out, self.state)
       self.log(f"{tag}: done in {_duration(seconds)} (elapsed "
                f"{_duration(time.perf_counter() - total)})")
-    report = os.path.join(self.report_dir, "report.md")
+    report = os.path.join(self.paths.report_dir, "report.md")
     self.log(f"Report: {report}")
     return report
 
@@ -409,7 +468,6 @@ def _duration(seconds: float) -> str:
 
 def _last_eval(run_dir: str) -> dict[str, float]:
   """The last evaluation record of a run's metrics.jsonl ({} if none)."""
-  from nlhf_jax import metrics  # pylint: disable=g-import-not-at-top
   if not os.path.exists(os.path.join(run_dir, metrics.METRICS_FILE)):
     return {}
   records = metrics.read_metrics(run_dir, "eval")
@@ -418,8 +476,6 @@ def _last_eval(run_dir: str) -> dict[str, float]:
 
 def intro(demo: Demo) -> str:
   """Settings, machine, stage timings and PM/RM quality, as Markdown."""
-  import platform  # pylint: disable=g-import-not-at-top
-  import jax  # pylint: disable=g-import-not-at-top
   c = demo.config
   seconds = demo.state["seconds"]
   lines = [

@@ -127,11 +127,9 @@ def test_other_settings_into_the_same_folder_are_refused(first_run):
   assert "other settings" in proc.stderr and "sft_steps" in proc.stderr
 
 
-def _backend_choices(argv):
-  """(MODEL's lm_head_backward, OPTIMIZER) of an entry-point command line."""
-  bindings, rest = main_lib.split_gin_args(argv)
-  files = [a.split("=", 1)[1] for a in rest if a.startswith("--gin_file=")]
-  main_lib.parse_config(files, bindings)
+def _backend_choices(run):
+  """(MODEL's lm_head_backward, OPTIMIZER) of a run's gin files + bindings."""
+  main_lib.parse_config(list(run.gin_files), list(run.bindings))
   try:
     model = gin.query_parameter("%MODEL").scoped_configurable_fn()
     return model.lm_head_backward, gin.query_parameter("%OPTIMIZER")
@@ -140,12 +138,13 @@ def _backend_choices(argv):
 
 
 def test_every_training_stage_uses_the_cpu_backend_file(tmp_path):
-  demo = demo_lib.Demo(str(tmp_path), demo_lib.DemoConfig(),
-                       log=lambda _: None)
-  argvs = [argv for _, _, argv in demo.supervised_stages()]
-  paths = demo.sweep_paths()
-  argvs += [sweep.experiment_argv(e, paths) for e in demo.experiments()]
-  assert len(argvs) == 3 + len(demo_lib.METHODS)
-  for argv in argvs:
-    assert f"--gin_file={demo_lib.CPU_GIN}" in argv
-    assert _backend_choices(argv) == ("cpu_barrier", "adafactor_fused"), argv
+  config = demo_lib.DemoConfig()
+  paths = demo_lib.DemoPaths(str(tmp_path), config.vocab_size)
+  runs = [run for _, _, run in demo_lib.supervised_runs(config, paths)]
+  online = demo_lib.sweep_paths(config, paths)
+  runs += [sweep.experiment_run(e, online)
+           for e in demo_lib.experiments(config)]
+  assert len(runs) == 3 + len(demo_lib.METHODS)
+  for run in runs:
+    assert demo_lib.CPU_GIN in run.gin_files
+    assert _backend_choices(run) == ("cpu_barrier", "adafactor_fused"), run

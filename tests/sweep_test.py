@@ -4,6 +4,7 @@ for two steps through the entry point, skipped when re-run, then the
 tournament over it (exact P* and the preference model)."""
 
 import csv
+import dataclasses
 import os
 import shlex
 import subprocess
@@ -13,12 +14,14 @@ import pytest
 
 from nlhf_jax import checkpointing
 from nlhf_jax import main as main_lib
+from nlhf_jax import run_spec
 from nlhf_jax import sweep
-from nlhf_jax.models import preference as pm_lib
+from nlhf_jax.data import jsonl_sources
 from nlhf_jax.data import synthetic
 from nlhf_jax.data import vocab as vocab_lib
 from nlhf_jax.errors import ConfigError
 from nlhf_jax.models import init as model_init
+from nlhf_jax.models import preference as pm_lib
 from nlhf_jax.models import t5
 
 EXPERIMENTS = os.path.join(main_lib.REPO_ROOT, "gin_configs", "experiments")
@@ -97,19 +100,50 @@ def test_errors_are_reported(tmp_path, capsys):
     sweep.main(_args(tmp_path, "--bogus"))
 
 
+def test_train_steps_from_bindings_and_runs_as_gin_files_plus_bindings(
+    tmp_path):
+  paths = sweep.SweepPaths(("gin_configs/models/tiny.gin",), "d", "v", "s",
+                           "p", None, str(tmp_path),
+                           ("TRAIN_STEPS=5", "SEED=1", "TRAIN_STEPS = 7"))
+  assert paths.train_steps() == 7
+  bare = sweep.SweepPaths((), "d", "v", "s", "p", None, "w")
+  assert bare.train_steps() is None
+  with pytest.raises(ConfigError, match="TRAIN_STEPS must be an integer"):
+    dataclasses.replace(bare, bindings=("TRAIN_STEPS=%STEPS",)).train_steps()
+  md4 = sweep.discover(EXPERIMENTS, ["nash_md_beta_05"])[0]
+  run = sweep.experiment_run(md4, paths)
+  assert run.gin_files == (md4.path, "gin_configs/models/tiny.gin")
+  assert run.bindings[-3:] == paths.bindings
+  assert run.argv() == sweep.experiment_argv(md4, paths)
+  assert not sweep.is_finished(paths.run_dir(md4))  # Not started: no spec.
+
+
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory, random_params):
-  """A 400-post world, its vocabulary, random SFT and PM checkpoints."""
+  """A 400-post world, its vocabulary, random SFT and PM checkpoints with
+  the run specs their jobs would write (the tournament reads them)."""
   tmp = tmp_path_factory.mktemp("sweep")
   synthetic.generate(str(tmp / "world"), seed=2, size=400)
   vocab_lib.train_from_data_dir(str(tmp / "world"), str(tmp / "sp"), 384)
   config = t5.T5Config(**dict(TINY))
+  world, vocab = str(tmp / "world"), str(tmp / "sp.model")
+  specs = {
+      "sft": run_spec.make("sft", models={"policy": config},
+                           data=jsonl_sources.SftJsonlSource(
+                               world, vocab, input_length=64,
+                               target_length=16)),
+      "pm": run_spec.make("preference_model", models={"judge": config},
+                          data=jsonl_sources.PreferenceJsonlSource(
+                              world, vocab, input_length=64,
+                              target_length=16),
+                          layout=pm_lib.LayoutConfig(length=96))}
   for name, init in (("sft", model_init.init_fn(t5.T5(config), 0)),
                      ("pm", model_init.scorer_init_fn(t5.T5Scorer(config), 0))):
     ckpt = checkpointing.Checkpointer(str(tmp / name),
                                       checkpointing.CheckpointConfig())
     ckpt.save(1, {"params": random_params(init, len(name))}, {})
     ckpt.close()
+    run_spec.write(str(tmp / name), specs[name])
   return tmp
 
 
@@ -138,6 +172,9 @@ def test_one_experiment_runs_then_is_skipped_then_judged(inputs):
   run_dir = inputs / "sweep" / "runs" / "nash_md_beta_05"
   assert sweep.is_finished(str(run_dir), 2)
   assert not sweep.is_finished(str(run_dir), 3)
+  assert sweep.final_step(str(run_dir)) == 2  # The run spec's train.steps.
+  assert sweep.is_finished(str(run_dir))
+  assert not sweep.is_finished(str(inputs / "sweep" / "runs" / "nope"))
   out = _sweep_cli(args)
   assert "MD4: finished (2 steps), skipped." in out
   report = inputs / "sweep" / "report" / "report.md"

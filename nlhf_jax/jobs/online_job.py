@@ -25,11 +25,11 @@ from typing import Any, Callable, Union
 from nlhf_jax import checkpointing
 from nlhf_jax import errors
 from nlhf_jax import partitioning
+from nlhf_jax import run_spec
 from nlhf_jax import train_state
 from nlhf_jax import trainer
 from nlhf_jax.algorithms import online
 from nlhf_jax.errors import ConfigError
-from nlhf_jax.jobs import run_spec
 from nlhf_jax.jobs import training
 from nlhf_jax.models import init as model_init
 from nlhf_jax.models import preference

@@ -14,12 +14,12 @@ from typing import Any, Callable
 from nlhf_jax import checkpointing
 from nlhf_jax.data import iterators as data_iterators
 from nlhf_jax import partitioning
+from nlhf_jax import run_spec
 from nlhf_jax import train_state
 from nlhf_jax import trainer
 from nlhf_jax.algorithms import preference_model
 from nlhf_jax.algorithms import reward_model
 from nlhf_jax.algorithms import sft
-from nlhf_jax.jobs import run_spec
 from nlhf_jax.jobs import training
 from nlhf_jax.models import init as model_init
 from nlhf_jax.models import preference

@@ -24,10 +24,10 @@ import jax
 
 from nlhf_jax import checkpointing
 from nlhf_jax import program as program_lib
+from nlhf_jax import run_spec
 from nlhf_jax import trainer
 from nlhf_jax.data import iterators as data_iterators
 from nlhf_jax.jobs import lease as lease_lib
-from nlhf_jax.jobs import run_spec
 
 
 def run_training(*, config: trainer.TrainConfig, workdir: str,

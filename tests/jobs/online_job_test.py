@@ -12,8 +12,8 @@ import pytest
 
 from nlhf_jax import checkpointing
 from nlhf_jax import main as main_lib
+from nlhf_jax import run_spec
 from nlhf_jax.data import jsonl_sources
-from nlhf_jax.jobs import run_spec
 from nlhf_jax.models import preference
 
 TINY = [f"--gin.t5_tiny/t5.T5Config.{k}={v}" for k, v in (

@@ -5,9 +5,9 @@ import os
 
 import pytest
 
+from nlhf_jax import run_spec
 from nlhf_jax import trainer
 from nlhf_jax.errors import ConfigError
-from nlhf_jax.jobs import run_spec
 from nlhf_jax.models import preference
 from nlhf_jax.models import t5
 
