@@ -1,7 +1,8 @@
 """End-to-end process tests through the gin entry point (`nlhf_jax.main`).
 
 One sequence of real processes running `gin_configs/runs/sft.gin` on a toy
-copy task with a very small T5 on the 8 fake CPU devices (2x2x2 mesh):
+copy task with a very small T5 on the 8 fake CPU devices (2x2x2 mesh;
+tests/conftest.py `toy_sft`):
 
 1. an uninterrupted reference run of 40 steps;
 2. the same run in a second workdir, sent SIGTERM after its first
@@ -16,14 +17,13 @@ The final train state (params, optimizer state, step) of 4 must equal the
 reference bit for bit: both runs execute the same compiled program on the
 same batches (the data position is checkpointed) with the same per-step RNG
 fold_in(seed, step), and XLA on CPU is deterministic. The processes share a
-persistent compilation cache so later processes skip compiling.
+persistent compilation cache so later processes skip compiling. The
+SIGKILLed run leaves its workdir lease behind; run 4 takes it over.
 """
 
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -31,58 +31,11 @@ import orbax.checkpoint as ocp
 
 from nlhf_jax import checkpointing
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS, EVERY = 40, 10
 
-_TEST_GIN = """
-from __gin__ import dynamic_registration
-from nlhf_jax.testing import toy_data
-from nlhf_jax.jobs import supervised
-from nlhf_jax.jobs import supervised
-from nlhf_jax.models import t5
 
-MODEL = @t5.T5Config()
-t5.T5Config:
-  vocab_size = 64
-  d_model = 16
-  num_heads = 2
-  d_kv = 8
-  d_ff = 32
-  num_encoder_layers = 1
-  num_decoder_layers = 1
-supervised.sft_job.data = @toy_data.ToySeq2SeqSource()
-toy_data.ToySeq2SeqSource:
-  num_examples = 128
-  num_eval_examples = 16
-  vocab_size = 64
-"""
-
-
-def _command(tmp_path, workdir):
-  gin_file = tmp_path / "toy.gin"
-  gin_file.write_text(_TEST_GIN)
-  return [sys.executable, "-m", "nlhf_jax.main",
-          "--gin_file=gin_configs/runs/sft.gin", f"--gin_file={gin_file}",
-          "--gin_file=gin_configs/mesh/cpu8.gin",
-          f"--gin.WORKDIR='{workdir}'", f"--gin.TRAIN_STEPS={STEPS}",
-          "--gin.BATCH_SIZE=8", f"--gin.CHECKPOINT_EVERY={EVERY}",
-          "--gin.KEEP_CHECKPOINTS=10", "--gin.LOG_EVERY=5",
-          "--gin.EVAL_EVERY=0", "--gin.LEARNING_RATE=0.01"]
-
-
-def _env(tmp_path):
-  env = dict(os.environ)
-  env.update(JAX_PLATFORMS="cpu",
-             JAX_COMPILATION_CACHE_DIR=str(tmp_path / "xla_cache"),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
-  return env
-
-
-def _run(tmp_path, workdir):
-  proc = subprocess.run(_command(tmp_path, workdir), cwd=REPO,
-                        env=_env(tmp_path), capture_output=True, text=True,
-                        timeout=600)
+def _run(toy_sft, workdir):
+  proc = toy_sft.run(workdir, steps=STEPS, every=EVERY)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   return proc.stdout
 
@@ -92,11 +45,9 @@ def _manifest(workdir, step):
                       checkpointing.MANIFEST)
 
 
-def _start_and_wait(tmp_path, workdir, step):
+def _start_and_wait(toy_sft, workdir, step):
   """Starts a run and returns it once checkpoint `step` is complete."""
-  proc = subprocess.Popen(_command(tmp_path, workdir), cwd=REPO,
-                          env=_env(tmp_path), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
+  proc = toy_sft.start(workdir, steps=STEPS, every=EVERY)
   deadline = time.time() + 600
   while not os.path.exists(_manifest(workdir, step)):
     if proc.poll() is not None:
@@ -112,12 +63,13 @@ def _final_state(workdir):
   return ocp.PyTreeCheckpointer().restore(path)
 
 
-def test_sigterm_then_sigkill_then_resume_matches_uninterrupted(tmp_path):
+def test_sigterm_then_sigkill_then_resume_matches_uninterrupted(toy_sft,
+                                                               tmp_path):
   reference = str(tmp_path / "reference")
-  _run(tmp_path, reference)
+  _run(toy_sft, reference)
 
   workdir = str(tmp_path / "interrupted")
-  proc = _start_and_wait(tmp_path, workdir, EVERY)
+  proc = _start_and_wait(toy_sft, workdir, EVERY)
   proc.send_signal(signal.SIGTERM)
   out, _ = proc.communicate(timeout=600)
   assert proc.returncode == 0, out[-3000:]
@@ -130,15 +82,16 @@ def test_sigterm_then_sigkill_then_resume_matches_uninterrupted(tmp_path):
 
   next_checkpoint = (stopped // EVERY + 1) * EVERY
   assert next_checkpoint < STEPS, "SIGTERM came too late to test SIGKILL"
-  proc = _start_and_wait(tmp_path, workdir, next_checkpoint)
+  proc = _start_and_wait(toy_sft, workdir, next_checkpoint)
   proc.send_signal(signal.SIGKILL)
   out, _ = proc.communicate(timeout=60)
   assert proc.returncode == -signal.SIGKILL
   assert f"Resumed from the checkpoint at step {stopped}" in out
   assert not os.path.exists(_manifest(workdir, STEPS))
 
-  out = _run(tmp_path, workdir)
+  out = _run(toy_sft, workdir)
   assert re.search(r"Resumed from the checkpoint at step \d+", out), out
+  assert "Taking over the lease" in out, out
   want, got = _final_state(reference), _final_state(workdir)
   flat_want = ocp.tree.to_flat_dict(want)
   flat_got = ocp.tree.to_flat_dict(got)

@@ -13,8 +13,8 @@ import signal
 import time
 
 from nlhf_jax import checkpointing
+from nlhf_jax import run_spec
 from nlhf_jax.jobs import lease
-from nlhf_jax.jobs import run_spec
 
 
 def _steps(workdir):
