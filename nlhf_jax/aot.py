@@ -143,6 +143,18 @@ def compile_programs(topology: str, policy_cfg: t5.T5Config,
   if unknown:
     raise ConfigError(f"Unknown programs {sorted(unknown)}; choose from "
                       f"{PROGRAMS}.")
+  for role, cfg in (("policy", policy_cfg), ("preference model", pm_cfg)):
+    if cfg.lm_head_backward != "xla":
+      raise ConfigError(
+          f"The {role}'s T5Config.lm_head_backward={cfg.lm_head_backward!r} "
+          "is an XLA:CPU option (gin_configs/backends/cpu.gin); TPU "
+          "programs use the portable 'xla' (docs/cpu_speedups.md).")
+  config = dataclasses.replace(train or trainer.TrainConfig(),
+                               batch_size=shapes.batch_size,
+                               eval_batch_size=0)
+  if config.optimizer.name == "adafactor_fused":
+    raise ConfigError("OptimizerConfig.name='adafactor_fused' is the XLA:CPU "
+                      "variant; TPU programs use 'adafactor'.")
   devices = aot_memory.topology_devices(topology)
   mesh = partitioning.make_mesh(mesh_cfg, devices)
   batch_shards = math.prod(mesh.shape[a] for a in partitioning.BATCH_AXES)
@@ -151,9 +163,6 @@ def compile_programs(topology: str, policy_cfg: t5.T5Config,
         f"--batch_size={shapes.batch_size} does not split over the batch "
         f"axes {partitioning.BATCH_AXES} of the {topology} mesh "
         f"({batch_shards} shards); use a multiple of {batch_shards}.")
-  config = dataclasses.replace(train or trainer.TrainConfig(),
-                               batch_size=shapes.batch_size,
-                               eval_batch_size=0)
   builders = {
       "sft": lambda: compile_sft(policy_cfg, mesh, shapes, config),
       "preference_model": lambda: compile_preference_model(

@@ -48,3 +48,27 @@ def test_batch_that_does_not_split_over_the_mesh_is_a_config_error(capsys):
   assert exc.value.code == 2
   err = capsys.readouterr().err
   assert "--batch_size=6" in err and "multiple of 4" in err
+
+
+def test_the_compiled_step_is_the_trainers_guarded_program():
+  """aot compiles trainer.build_program's step: metrics carry 'finite'."""
+  from nlhf_jax import partitioning  # pylint: disable=g-import-not-at-top
+  from nlhf_jax import trainer  # pylint: disable=g-import-not-at-top
+  from nlhf_jax.models import t5  # pylint: disable=g-import-not-at-top
+  tiny = t5.T5Config(vocab_size=64, d_model=16, num_heads=2, d_kv=8, d_ff=32,
+                     num_encoder_layers=1, num_decoder_layers=1)
+  devices = aot_memory.topology_devices("v5e:2x2")
+  mesh = partitioning.make_mesh(partitioning.MeshConfig(-1, 1, 1), devices)
+  compiled = aot.compile_sft(tiny, mesh, aot.Shapes(4, 8, 4),
+                             trainer.TrainConfig(batch_size=4))
+  _, metrics = compiled.out_info
+  assert {"loss", "finite"} <= set(metrics)
+
+
+def test_cpu_backend_options_are_refused_for_tpu(capsys):
+  with pytest.raises(SystemExit) as exc:
+    aot.main(["--gin_file=gin_configs/models/tiny.gin",
+              "--gin_file=gin_configs/backends/cpu.gin",
+              "--topology=v5e:2x2", "--programs=sft"])
+  assert exc.value.code == 2
+  assert "lm_head_backward='cpu_barrier'" in capsys.readouterr().err
