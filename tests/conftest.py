@@ -37,15 +37,20 @@ def random_params():
   return make
 
 
+def _synthetic_world(tmp_path_factory, name, seed, size, pieces):
+  """(data_dir, vocabulary path) of a generated world and its vocabulary."""
+  from nlhf_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+  from nlhf_jax.data import vocab  # pylint: disable=g-import-not-at-top
+  out = tmp_path_factory.mktemp(name)
+  synthetic.generate(str(out), seed=seed, size=size)
+  return str(out), vocab.train_from_data_dir(str(out), str(out / "sp"),
+                                             pieces)
+
+
 @pytest.fixture(scope="session")
 def small_world(tmp_path_factory):
   """(data_dir, vocabulary path): a 200-post synthetic world, 400 pieces."""
-  from nlhf_jax.data import vocab  # pylint: disable=g-import-not-at-top
-  from nlhf_jax.data import synthetic  # pylint: disable=g-import-not-at-top
-  out = tmp_path_factory.mktemp("small_world")
-  synthetic.generate(str(out), seed=1, size=200)
-  model = vocab.train_from_data_dir(str(out), str(out / "sp"), 400)
-  return str(out), model
+  return _synthetic_world(tmp_path_factory, "small_world", 1, 200, 400)
 
 
 @pytest.fixture(scope="session")
@@ -59,12 +64,7 @@ def small_model():
 @pytest.fixture(scope="session")
 def world(tmp_path_factory):
   """(data_dir, vocabulary path): 2000 posts, 4000 comparisons, 512 pieces."""
-  from nlhf_jax.data import synthetic  # pylint: disable=g-import-not-at-top
-  from nlhf_jax.data import vocab  # pylint: disable=g-import-not-at-top
-  out = tmp_path_factory.mktemp("world")
-  synthetic.generate(str(out), seed=0, size=2000)
-  model = vocab.train_from_data_dir(str(out), str(out / "sp512"), 512)
-  return str(out), model
+  return _synthetic_world(tmp_path_factory, "world", 0, 2000, 512)
 
 
 class ToySftCli:
@@ -75,32 +75,11 @@ class ToySftCli:
   persistent compilation cache, so only the first one compiles.
   """
 
-  TOY_GIN = """
-from __gin__ import dynamic_registration
-from nlhf_jax.jobs import supervised
-from nlhf_jax.models import t5
-from nlhf_jax.testing import toy_data
-
-MODEL = @t5.T5Config()
-t5.T5Config:
-  vocab_size = 64
-  d_model = 16
-  num_heads = 2
-  d_kv = 8
-  d_ff = 32
-  num_encoder_layers = 1
-  num_decoder_layers = 1
-supervised.sft_job.data = @toy_data.ToySeq2SeqSource()
-toy_data.ToySeq2SeqSource:
-  num_examples = 128
-  num_eval_examples = 16
-  vocab_size = 64
-"""
-
   def __init__(self, root):
+    from nlhf_jax.testing import toy_data  # pylint: disable=g-import-not-at-top
     self.repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     self.gin_file = root / "toy.gin"
-    self.gin_file.write_text(self.TOY_GIN)
+    self.gin_file.write_text(toy_data.TOY_SFT_GIN)
     self.env = dict(os.environ, JAX_PLATFORMS="cpu",
                     JAX_COMPILATION_CACHE_DIR=str(root / "xla_cache"),
                     JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
@@ -108,14 +87,10 @@ toy_data.ToySeq2SeqSource:
 
   def command(self, workdir, *, steps, every=10, extra=()):
     import sys  # pylint: disable=g-import-not-at-top
-    return [sys.executable, "-m", "nlhf_jax.main",
-            "--gin_file=gin_configs/runs/sft.gin",
-            f"--gin_file={self.gin_file}",
-            "--gin_file=gin_configs/mesh/cpu8.gin",
-            f"--gin.WORKDIR='{workdir}'", f"--gin.TRAIN_STEPS={steps}",
-            "--gin.BATCH_SIZE=8", f"--gin.CHECKPOINT_EVERY={every}",
-            "--gin.KEEP_CHECKPOINTS=10", "--gin.LOG_EVERY=5",
-            "--gin.EVAL_EVERY=0", "--gin.LEARNING_RATE=0.01", *extra]
+    from nlhf_jax.testing import toy_data  # pylint: disable=g-import-not-at-top
+    return toy_data.toy_sft_command(sys.executable, str(self.gin_file),
+                                    str(workdir), steps=steps, every=every,
+                                    extra=tuple(extra))
 
   def run(self, workdir, **kw):
     """Runs to completion; returns the CompletedProcess (text output)."""

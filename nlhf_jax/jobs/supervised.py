@@ -1,18 +1,19 @@
-"""Gin-bound supervised jobs: SFT, the preference model, the reward model.
+"""Gin-bound supervised jobs: SFT, and one scorer job for both judges.
 
-Each job checks the vocabulary, builds the network and its algorithm's
-step and evaluator (pure functions from `nlhf_jax.algorithms`), builds the
-mesh and the Program (`trainer.build_program`: mesh and batch are checked
-before anything compiles) and hands it to `training.run_training`. See gin_configs/runs/{sft,preference_model,
-reward_model}.gin.
+`sft_job` trains the policy; `scorer_job` trains the preference model or
+the reward model, whichever its layout config names. Each job checks the
+vocabulary, builds the network and its algorithm's step and evaluator
+(pure functions from `nlhf_jax.algorithms`), builds the mesh and the
+Program (`trainer.build_program`: mesh and batch are checked before
+anything compiles) and hands it to `training.run_training`. See
+gin_configs/runs/{sft,preference_model,reward_model}.gin.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Union
 
 from nlhf_jax import checkpointing
-from nlhf_jax.data import iterators as data_iterators
 from nlhf_jax import partitioning
 from nlhf_jax import run_spec
 from nlhf_jax import train_state
@@ -20,6 +21,8 @@ from nlhf_jax import trainer
 from nlhf_jax.algorithms import preference_model
 from nlhf_jax.algorithms import reward_model
 from nlhf_jax.algorithms import sft
+from nlhf_jax.data import iterators as data_iterators
+from nlhf_jax.errors import ConfigError
 from nlhf_jax.jobs import training
 from nlhf_jax.models import init as model_init
 from nlhf_jax.models import preference
@@ -75,15 +78,50 @@ def sft_job(*, model: t5.T5Config, mesh: partitioning.MeshConfig,
                                  train=train, init=init))
 
 
-def _scorer_job(algorithm: Any, judge: Any, layout: Any,
-                progress: tuple[str, ...], *,
-                model: t5.T5Config, mesh: partitioning.MeshConfig,
-                train: trainer.TrainConfig,
-                data: data_iterators.DataSource, workdir: str,
-                init: checkpointing.InitConfig) -> trainer.TrainResult:
-  """A T5Scorer trained by `algorithm` (`preference_model` or
-  `reward_model`: make_train_step, make_evaluator) on the token layout
-  that its judge side (`models.preference` or `models.reward`) makes."""
+# The scorer a layout config selects: (its model side, its training
+# algorithm, the metrics shown on the console).
+_SCORERS = {
+    preference.LayoutConfig: (preference, preference_model,
+                              ("loss", "accuracy", "order_gap")),
+    reward.RewardLayoutConfig: (reward, reward_model, ("loss", "accuracy")),
+}
+ScorerLayout = Union[preference.LayoutConfig, reward.RewardLayoutConfig]
+
+
+def scorer_job(*, model: t5.T5Config, mesh: partitioning.MeshConfig,
+               train: trainer.TrainConfig, data: data_iterators.DataSource,
+               workdir: str, layout: ScorerLayout,
+               init: checkpointing.InitConfig = checkpointing.InitConfig()
+               ) -> trainer.TrainResult:
+  """A T5Scorer judge: the preference model or the reward model.
+
+  The layout's type selects which: a `preference.LayoutConfig` trains the
+  pairwise preference model P(y ≻ y' | x) on both presentation orders
+  (gin_configs/runs/preference_model.gin), a `reward.RewardLayoutConfig`
+  the Bradley–Terry reward model r(x, y) of the RLHF baseline
+  (gin_configs/runs/reward_model.gin).
+
+  Args:
+    model: scorer architecture (PREFERENCE_MODEL / REWARD_MODEL).
+    mesh: device mesh.
+    train: steps, batch size, optimizer, checkpoints, evaluation.
+    data: pair batches; must provide `encode(text)` for the markers.
+    workdir: output directory.
+    layout: packed length and marker texts.
+    init: optional pretrained weights; the new `score_head` is initialised
+      randomly and an LM head in the checkpoint is ignored.
+
+  Returns:
+    The TrainResult; `eval_metrics` holds accuracy / log_loss / ece.
+
+  Raises:
+    ConfigError: `layout` is neither layout config.
+  """
+  if type(layout) not in _SCORERS:
+    raise ConfigError(
+        f"scorer_job.layout must be a preference.LayoutConfig or a "
+        f"reward.RewardLayoutConfig, got {type(layout).__name__}.")
+  judge, algorithm, progress = _SCORERS[type(layout)]
   model_init.check_vocabulary(model, data)
   net = t5.T5Scorer(model)
   token_layout = judge.make_layout(layout, data)
@@ -96,57 +134,3 @@ def _scorer_job(algorithm: Any, judge: Any, layout: Any,
               spec=run_spec.make(algorithm.__name__.rpartition(".")[2],
                                  models={"judge": model}, data=data,
                                  layout=layout, train=train, init=init))
-
-
-def preference_model_job(
-    *, model: t5.T5Config, mesh: partitioning.MeshConfig,
-    train: trainer.TrainConfig, data: data_iterators.DataSource,
-    workdir: str,
-    layout: preference.LayoutConfig = preference.LayoutConfig(),
-    init: checkpointing.InitConfig = checkpointing.InitConfig()
-) -> trainer.TrainResult:
-  """Preference-model job (bound by gin_configs/runs/preference_model.gin).
-
-  Args:
-    model: scorer architecture (PREFERENCE_MODEL).
-    mesh: device mesh.
-    train: steps, batch size, optimizer, checkpoints, evaluation.
-    data: pair batches; must provide `encode(text)` for the markers.
-    workdir: output directory.
-    layout: packed length and marker texts.
-    init: optional pretrained weights; the new `score_head` is initialised
-      randomly and an LM head in the checkpoint is ignored.
-
-  Returns:
-    The TrainResult; `eval_metrics` holds accuracy / log_loss / ece.
-  """
-  return _scorer_job(preference_model, preference, layout,
-                     ("loss", "accuracy", "order_gap"), model=model,
-                     mesh=mesh, train=train, data=data, workdir=workdir,
-                     init=init)
-
-
-def reward_model_job(
-    *, model: t5.T5Config, mesh: partitioning.MeshConfig,
-    train: trainer.TrainConfig, data: data_iterators.DataSource,
-    workdir: str,
-    layout: reward.RewardLayoutConfig = reward.RewardLayoutConfig(),
-    init: checkpointing.InitConfig = checkpointing.InitConfig()
-) -> trainer.TrainResult:
-  """Reward-model job (bound by gin_configs/runs/reward_model.gin).
-
-  Args:
-    model: scorer architecture (REWARD_MODEL).
-    mesh: device mesh.
-    train: steps, batch size, optimizer, checkpoints, evaluation.
-    data: pair batches; must provide `encode(text)` for the marker.
-    workdir: output directory.
-    layout: packed length and marker text.
-    init: optional pretrained weights (new `score_head`, LM head ignored).
-
-  Returns:
-    The TrainResult; `eval_metrics` holds accuracy / log_loss / ece.
-  """
-  return _scorer_job(reward_model, reward, layout, ("loss", "accuracy"),
-                     model=model, mesh=mesh, train=train, data=data,
-                     workdir=workdir, init=init)

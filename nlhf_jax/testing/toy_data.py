@@ -14,6 +14,51 @@ import numpy as np
 
 from nlhf_jax.data import iterators as di
 
+# A complete tiny SFT configuration on this task (with runs/sft.gin and a
+# mesh file): the process and fault tests and docs/fault_table.py run it.
+TOY_SFT_GIN = """
+from __gin__ import dynamic_registration
+from nlhf_jax.jobs import supervised
+from nlhf_jax.models import t5
+from nlhf_jax.testing import toy_data
+
+MODEL = @t5.T5Config()
+t5.T5Config:
+  vocab_size = 64
+  d_model = 16
+  num_heads = 2
+  d_kv = 8
+  d_ff = 32
+  num_encoder_layers = 1
+  num_decoder_layers = 1
+supervised.sft_job.data = @toy_data.ToySeq2SeqSource()
+toy_data.ToySeq2SeqSource:
+  num_examples = 128
+  num_eval_examples = 16
+  vocab_size = 64
+"""
+
+
+def toy_sft_command(python: str, gin_file: str, workdir: str, *, steps: int,
+                    every: int = 10, extra: tuple[str, ...] = ()) -> list[str]:
+  """The entry-point command of the toy SFT run on the cpu8 mesh.
+
+  Args:
+    python: the interpreter.
+    gin_file: a file holding TOY_SFT_GIN.
+    workdir: the run's WORKDIR.
+    steps: TRAIN_STEPS.
+    every: CHECKPOINT_EVERY.
+    extra: more flags (e.g. `--gin.NAME=VALUE`).
+  """
+  return [python, "-m", "nlhf_jax.main",
+          "--gin_file=gin_configs/runs/sft.gin", f"--gin_file={gin_file}",
+          "--gin_file=gin_configs/mesh/cpu8.gin",
+          f"--gin.WORKDIR='{workdir}'", f"--gin.TRAIN_STEPS={steps}",
+          "--gin.BATCH_SIZE=8", f"--gin.CHECKPOINT_EVERY={every}",
+          "--gin.KEEP_CHECKPOINTS=10", "--gin.LOG_EVERY=5",
+          "--gin.EVAL_EVERY=0", "--gin.LEARNING_RATE=0.01", *extra]
+
 
 @dataclasses.dataclass(frozen=True)
 class ToySeq2SeqSource(di.InMemorySplits):

@@ -57,7 +57,7 @@ def test_reward_model_learns_the_synthetic_world(world, small_model,
       eval_batch_size=200,
       optimizer=optimizers.OptimizerConfig(learning_rate=1e-2),
       checkpoint=checkpointing.CheckpointConfig(every_steps=0))
-  result = supervised.reward_model_job(model=small_model, mesh=partitioning.MeshConfig(),
+  result = supervised.scorer_job(model=small_model, mesh=partitioning.MeshConfig(),
                         train=config, data=data, workdir=str(tmp_path),
                         layout=reward.RewardLayoutConfig(length=160))
   metrics = result.eval_metrics
