@@ -31,8 +31,13 @@ import sys
 import tempfile
 import time
 
-import numpy as np
-import orbax.checkpoint as ocp
+# The runs' 8 fake CPU devices, here too: the checkpoints are restored with
+# the device layout they were saved with.
+os.environ["JAX_PLATFORMS"] = "cpu"
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -102,11 +107,35 @@ def finish(runner: Runner, workdir: str) -> tuple[str, int]:
   return proc.stdout + proc.stderr, proc.returncode
 
 
+def last_logged_step(workdir: str) -> int:
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return 0
+  with open(path, encoding="utf-8") as f:
+    steps = [json.loads(line).get("step", 0) for line in f if line.strip()]
+  return max(steps, default=0)
+
+
+def reference_run(runner: Runner, workdir: str) -> float:
+  """Runs to the end; returns seconds from the first log line to exit."""
+  proc = runner.start(workdir)
+  first = None
+  while proc.poll() is None:
+    if first is None and os.path.exists(os.path.join(workdir,
+                                                     "metrics.jsonl")):
+      first = time.time()
+    time.sleep(0.005)
+  out = proc.stdout.read()
+  if proc.returncode:
+    sys.exit(f"The uninterrupted run failed:\n{out[-3000:]}")
+  return time.time() - (first or time.time())
+
+
 def sigkill_trial(runner: Runner, workdir: str, rng: random.Random,
-                  reference: dict) -> dict:
+                  span: float, reference: dict) -> dict:
   """One SIGKILL at a random moment, then a resume to the end."""
   mid_write = rng.random() < 0.4
-  delay = rng.uniform(0.0, 6.0)
+  delay = rng.uniform(0.0, span)
   proc = runner.start(workdir)
   deadline = time.time() + 600
   started = None
@@ -121,11 +150,13 @@ def sigkill_trial(runner: Runner, workdir: str, rng: random.Random,
   proc.send_signal(signal.SIGKILL)
   proc.communicate(timeout=60)
   kept = checkpoint_steps(workdir)
+  logged = last_logged_step(workdir)
   out, code = finish(runner, workdir)
   equal = code == 0 and bitwise_equal(final_state(workdir), reference)
   return {"fault": "SIGKILL " + ("mid checkpoint write" if during_write
                                  else f"{delay:.1f} s after the first log"),
-          "checkpoints_at_kill": kept, "resume_exit": code,
+          "last_logged_step": logged, "checkpoints_at_kill": kept,
+          "resume_exit": code,
           "bitwise_equal": equal, "lost": "nothing" if equal else "see log",
           "log_has_traceback": "Traceback" in out}
 
@@ -196,7 +227,8 @@ def full_disk(runner: Runner, root: str, reference: dict) -> dict:
     subprocess.run(["umount", mount], check=False)
   out, code = finish(runner, moved)
   equal = code == 0 and bitwise_equal(final_state(moved), reference)
-  tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:]
+  tail = [l for l in (proc.stdout + proc.stderr).strip().splitlines()
+          if "rror" in l][-1:]
   return {"fault": "full disk (2 MiB tmpfs) during a checkpoint write",
           "exit": proc.returncode, "message": " ".join(tail)[:160],
           "checkpoints_kept": kept, "resume_after_moving_exit": code,
@@ -224,14 +256,12 @@ def main() -> None:
   root = tempfile.mkdtemp(prefix="nlhf_faults_")
   runner = Runner(root)
   reference_dir = os.path.join(root, "reference")
-  out, code = finish(runner, reference_dir)
-  if code:
-    sys.exit(f"The uninterrupted run failed:\n{out[-3000:]}")
+  span = reference_run(runner, reference_dir)
   reference = final_state(reference_dir)
   rows = []
   for i in range(flags.trials):
     rows.append(sigkill_trial(runner, os.path.join(root, f"kill{i}"), rng,
-                              reference))
+                              span, reference))
     print(rows[-1], flush=True)
   for how in ("truncated", "deleted"):
     rows.append(damaged_checkpoint(runner, os.path.join(root, how), how,

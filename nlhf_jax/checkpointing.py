@@ -27,6 +27,7 @@ request to checkpoint at the next step boundary and exit cleanly.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import signal
@@ -147,6 +148,17 @@ def verify_manifest(step_dir: epath.PathLike) -> Optional[str]:
   return None
 
 
+def _is_disk_full(error: BaseException) -> bool:
+  """True for ENOSPC, however orbax / tensorstore wrap it."""
+  while error is not None:
+    if getattr(error, "errno", None) == errno.ENOSPC or any(
+        marker in str(error) for marker in ("No space left",
+                                            "RESOURCE_EXHAUSTED")):
+      return True
+    error = error.__cause__ or error.__context__
+  return False
+
+
 def _is_primary() -> bool:
   return jax.process_index() == 0
 
@@ -190,8 +202,15 @@ class Checkpointer:
     args = ocp.args.Composite(
         state=ocp.args.StandardSave(state),
         data_iter=ocp.args.JsonSave(dict(data_state or {})))
-    self._manager.save(step, args=args, force=True)
-    self._manager.wait_until_finished()
+    try:
+      self._manager.save(step, args=args, force=True)
+      self._manager.wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except
+      if not _is_disk_full(e):
+        raise
+      raise OSError(errno.ENOSPC, f"No space left on the device writing the "
+                    f"checkpoint of step {step} in {self._dir} ({e})"[:600]
+                    ) from e
     if _is_primary():
       write_manifest(os.path.join(self._dir, str(step)),
                      self._config.integrity)

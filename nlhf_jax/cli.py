@@ -7,13 +7,16 @@ printed as one line on stderr,
 
   Config error: TrainConfig.steps must be >= 1, got 0.
 
-with no traceback, and the program exits with status 2 (`EXIT_CODE`). Any
-other exception keeps its traceback.
+with no traceback, and the program exits with status 2 (`EXIT_CODE`). So
+does a full disk (`OSError` ENOSPC, e.g. during a checkpoint write: the
+checkpoints before it are intact, and the same command resumes once there
+is room). Any other exception keeps its traceback.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import sys
 from typing import Callable, Iterator
 
@@ -48,4 +51,12 @@ def exit_on_config_error(
     yield
   except (ConfigError, DataError) as e:
     print(one_line(e, describe), file=sys.stderr)
+    raise SystemExit(EXIT_CODE) from None
+  except OSError as e:
+    # gin re-raises with an augmented message, which can drop `errno`.
+    if e.errno != errno.ENOSPC and "No space left" not in str(e):
+      raise
+    print(f"Disk full: {str(e).splitlines()[0]}. Checkpoints written before "
+          "this point are intact; free space (or move the workdir) and run "
+          "the same command again to resume.", file=sys.stderr)
     raise SystemExit(EXIT_CODE) from None

@@ -58,8 +58,8 @@ def _checked(examples: list[dict[str, Any]],
           "; ".join(e for shown in tally.examples.values() for e in shown))
   if not examples:
     skipped = {k: t.as_dict() for k, t in tallies.items() if t.lines}
-    raise ValueError(f"No valid {what} of split {split!r}; lines per split: "
-                     f"{skipped}.")
+    raise errors.DataError(f"No valid {what} of split {split!r}; lines per "
+                           f"split: {skipped}.")
   return examples
 
 
