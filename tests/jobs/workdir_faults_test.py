@@ -37,19 +37,22 @@ def _manifest(workdir, step):
                       checkpointing.MANIFEST)
 
 
+WIDE = ("--gin.t5.T5Config.d_model=64",)  # The d_model 64 → 48.
+
+
 def test_model_change_is_refused_and_a_harmless_change_resumes(toy_sft,
                                                                 tmp_path):
   workdir = str(tmp_path / "run")
-  _no_traceback(_ok(toy_sft.run(workdir, steps=20)))
+  _no_traceback(_ok(toy_sft.run(workdir, steps=20, extra=WIDE)))
   assert _steps(workdir) == [10, 20]
   spec_before = open(run_spec.path(workdir), encoding="utf-8").read()
 
   refused = toy_sft.run(workdir, steps=20,
-                        extra=["--gin.t5.T5Config.d_model=24"])
+                        extra=["--gin.t5.T5Config.d_model=48"])
   assert refused.returncode == 2, refused.stdout + refused.stderr
   lines = refused.stderr.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith("Config error:"), lines
-  assert "models.policy.d_model 16 → 24" in lines[0]
+  assert "models.policy.d_model 64 → 48" in lines[0]
   _no_traceback(refused.stdout + refused.stderr)
   assert _steps(workdir) == [10, 20]
   assert not os.path.exists(os.path.join(workdir,
@@ -58,7 +61,7 @@ def test_model_change_is_refused_and_a_harmless_change_resumes(toy_sft,
       spec_before)
   assert not os.path.exists(os.path.join(workdir, lease.FILE_NAME))
 
-  out = _ok(toy_sft.run(workdir, steps=30))
+  out = _ok(toy_sft.run(workdir, steps=30, extra=WIDE))
   _no_traceback(out)
   assert "train.steps 20 → 30" in out
   assert "Resumed from the checkpoint at step 20" in out
@@ -76,7 +79,7 @@ def test_model_change_is_refused_and_a_harmless_change_resumes(toy_sft,
                 os.walk(state_dir) for f in files), key=os.path.getsize)
   with open(victim, "r+b") as f:
     f.truncate(os.path.getsize(victim) // 2)
-  out = _ok(toy_sft.run(workdir, steps=40))
+  out = _ok(toy_sft.run(workdir, steps=40, extra=WIDE))
   assert "Checkpoint at step 30" in out and "corrupt or incomplete" in out
   assert "Resumed from the checkpoint at step 20" in out
   assert os.listdir(os.path.join(workdir, checkpointing.QUARANTINE_SUBDIR))
