@@ -20,7 +20,6 @@ import dataclasses
 import optax
 
 from nlhf_jax import adafactor
-from nlhf_jax.errors import ConfigError
 
 OPTIMIZERS = ("adafactor", "adafactor_fused", "adamw")
 # Adafactor variants: name -> `adafactor.adafactor(pairwise_means=...)`.

@@ -64,7 +64,7 @@ def run_training(*, config: trainer.TrainConfig, workdir: str,
     The TrainResult of `trainer.train`.
   """
   trainer.check_workdir(workdir)
-  index, count = jax.process_index(), jax.process_count()
+  index = jax.process_index()
   with contextlib.ExitStack() as stack:
     if index == 0:
       stack.enter_context(lease_lib.Lease(workdir))

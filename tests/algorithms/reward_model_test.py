@@ -12,7 +12,6 @@ from nlhf_jax import optimizers
 from nlhf_jax import partitioning
 from nlhf_jax import train_state as ts
 from nlhf_jax import trainer
-from nlhf_jax.algorithms import preference_model as pm
 from nlhf_jax.algorithms import reward_model as rm
 from nlhf_jax.jobs import supervised
 from nlhf_jax.models import init as model_init
