@@ -1,4 +1,4 @@
-"""What every job does around `trainer.train`: iterators and initial weights.
+"""What every job does around `trainer.train`: lease, run spec, data, weights.
 
 A job (supervised.py, online_job.py) builds its mesh and its Program
 (`trainer.build_program`), restores any frozen models at the Program's
@@ -79,6 +79,7 @@ def run_training(*, config: trainer.TrainConfig, workdir: str,
 
 
 def _record(workdir: str, spec: run_spec.RunSpec, changes: list) -> None:
+  """Reports and records the allowed changes, then writes the new spec."""
   if changes:
     shown = "; ".join(f"{k} {a!r} → {b!r}" for k, a, b in changes)
     print(f"Resuming {workdir} with changed settings: {shown} (recorded in "
@@ -89,6 +90,7 @@ def _record(workdir: str, spec: run_spec.RunSpec, changes: list) -> None:
 
 def _train(*, config, workdir, program, data, evaluator, model_config, init,
            allow_missing, ignore_unused, progress_keys, frozen):
+  """This process's iterators and the initial weights, then the loop."""
   index, count = jax.process_index(), jax.process_count()
   train_data = data.train_iterator(config.batch_size, config.seed, index,
                                    count)
