@@ -223,6 +223,11 @@ def _short(field_path: str) -> str:
   return field_path
 
 
+def describe(diffs: list[tuple[str, Any, Any]]) -> str:
+  """'path old → new; …' of `differences` output."""
+  return "; ".join(f"{_short(k)} {a!r} → {b!r}" for k, a, b in diffs)
+
+
 def check_resume(workdir: str, new: RunSpec) -> list[tuple[str, Any, Any]]:
   """Compares `new` with the spec stored in `workdir` (module docstring).
 
@@ -239,7 +244,7 @@ def check_resume(workdir: str, new: RunSpec) -> list[tuple[str, Any, Any]]:
   diffs = differences(old, new)
   refused = [d for d in diffs if is_state_shaping(d[0])]
   if refused:
-    listed = "; ".join(f"{_short(k)} {a!r} → {b!r}" for k, a, b in refused)
+    listed = describe(refused)
     raise ConfigError(
         f"{path(workdir)} holds another run: {listed}. Its checkpoints are "
         "left untouched. Use a new WORKDIR for the new configuration, or "

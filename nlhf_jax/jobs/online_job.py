@@ -29,7 +29,7 @@ from nlhf_jax import run_spec
 from nlhf_jax import train_state
 from nlhf_jax import trainer
 from nlhf_jax.algorithms import online
-from nlhf_jax.errors import ConfigError
+from nlhf_jax.jobs import supervised
 from nlhf_jax.jobs import training
 from nlhf_jax.models import init as model_init
 from nlhf_jax.models import preference
@@ -75,13 +75,8 @@ def restore_frozen(paths: FrozenModels,
 
 def judge_layout(layout: JudgeLayout, data: Any) -> Any:
   """The token layout of the judge's input (pair or single response)."""
-  if isinstance(layout, preference.LayoutConfig):
-    return preference.make_layout(layout, data)
-  if isinstance(layout, reward.RewardLayoutConfig):
-    return reward.make_layout(layout, data)
-  raise ConfigError(
-      f"online_job.layout must be a preference.LayoutConfig or a "
-      f"reward.RewardLayoutConfig, got {type(layout).__name__}.")
+  judge, _, _ = supervised.scorer_of(layout, "online_job")
+  return judge.make_layout(layout, data)
 
 
 def online_job(*, policy: t5.T5Config, judge: t5.T5Config,

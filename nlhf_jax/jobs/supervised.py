@@ -88,6 +88,19 @@ _SCORERS = {
 ScorerLayout = Union[preference.LayoutConfig, reward.RewardLayoutConfig]
 
 
+def scorer_of(layout: Any, owner: str) -> tuple[Any, Any, tuple[str, ...]]:
+  """(model side, training algorithm, console metrics) a layout selects.
+
+  Raises:
+    ConfigError: naming `owner`, when `layout` is neither layout config.
+  """
+  if type(layout) not in _SCORERS:
+    raise ConfigError(
+        f"{owner}.layout must be a preference.LayoutConfig or a "
+        f"reward.RewardLayoutConfig, got {type(layout).__name__}.")
+  return _SCORERS[type(layout)]
+
+
 def scorer_job(*, model: t5.T5Config, mesh: partitioning.MeshConfig,
                train: trainer.TrainConfig, data: data_iterators.DataSource,
                workdir: str, layout: ScorerLayout,
@@ -117,11 +130,7 @@ def scorer_job(*, model: t5.T5Config, mesh: partitioning.MeshConfig,
   Raises:
     ConfigError: `layout` is neither layout config.
   """
-  if type(layout) not in _SCORERS:
-    raise ConfigError(
-        f"scorer_job.layout must be a preference.LayoutConfig or a "
-        f"reward.RewardLayoutConfig, got {type(layout).__name__}.")
-  judge, algorithm, progress = _SCORERS[type(layout)]
+  judge, algorithm, progress = scorer_of(layout, "scorer_job")
   model_init.check_vocabulary(model, data)
   net = t5.T5Scorer(model)
   token_layout = judge.make_layout(layout, data)

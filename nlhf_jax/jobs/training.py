@@ -81,8 +81,8 @@ def run_training(*, config: trainer.TrainConfig, workdir: str,
 def _record(workdir: str, spec: run_spec.RunSpec, changes: list) -> None:
   """Reports and records the allowed changes, then writes the new spec."""
   if changes:
-    shown = "; ".join(f"{k} {a!r} → {b!r}" for k, a, b in changes)
-    print(f"Resuming {workdir} with changed settings: {shown} (recorded in "
+    print(f"Resuming {workdir} with changed settings: "
+          f"{run_spec.describe(changes)} (recorded in "
           f"{run_spec.CHANGES_FILE}).", flush=True)
     run_spec.record_changes(workdir, changes)
   run_spec.write(workdir, spec)
