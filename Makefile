@@ -9,6 +9,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 XLA_TEST_FLAGS := --xla_force_host_platform_device_count=8
 PYTEST_ARGS ?=
+# Parallel pytest workers (pytest-xdist); 2 matches the 2-core reference
+# machine. TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
 
 .PHONY: test demo install clean-venv
 
@@ -22,7 +25,7 @@ $(STAMP): setup.py
 
 test: $(STAMP)
 	XLA_FLAGS=$(XLA_TEST_FLAGS) JAX_PLATFORMS=cpu TF_CPP_MIN_LOG_LEVEL=3 \
-	  $(PY) -m pytest -q tests $(PYTEST_ARGS)
+	  $(PY) -m pytest -q -n $(TEST_WORKERS) tests $(PYTEST_ARGS)
 
 DEMO_OUT ?= demo_out
 DEMO_ARGS ?=

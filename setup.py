@@ -33,6 +33,8 @@ INSTALL_REQUIRES = [
 EXTRAS_REQUIRE = {
     "test": [
         "pytest==9.2.0",
+        # `make test` runs the suite in parallel workers (-n).
+        "pytest-xdist==3.8.0",
         "absl-py==2.5.1",
         # CPU wheel; an unpinned torch pulls a multi-GB CUDA build.
         "torch==2.13.0",
