@@ -13,7 +13,7 @@ split times the library's pieces, each jitted on its own:
 
   sampling  `online.sample_policy_and_mixture` (y ~ π_θ and y' ~ π^{1−β}μ^β
             in one batched decode of [x; x]);
-  judging   `models.preference.preference_probability` (both orders);
+  judging   `judges.pairwise.preference` of the preference model (both orders);
   update    `nash_md.preference_update` (judging + teacher-forced log π,
             REINFORCE loss, optimizer step) minus the judging time, so
             `update_s` is derived, not timed on its own.
@@ -50,7 +50,7 @@ from nlhf_jax import train_state
 from nlhf_jax.algorithms import nash_md
 from nlhf_jax.algorithms import online
 from nlhf_jax.models import init as model_init
-from nlhf_jax.models import preference
+from nlhf_jax.judges import pairwise
 from nlhf_jax.models import t5
 
 MATCHED = t5.T5Config(vocab_size=32128, d_model=160, num_heads=4, d_kv=40,
@@ -103,18 +103,36 @@ class Pieces:
   prompts: jax.Array
 
 
-def build(config: t5.T5Config, settings: Settings, seed: int = 0) -> Pieces:
-  """Random-weight policy, reference (= policy copy), preference model."""
-  policy, scorer = t5.T5(config), t5.T5Scorer(config)
-  layout = train_step_benchmark.pair_layout(settings.prompt_len,
-                                            settings.new_tokens)
-  prompts = jax.random.randint(
-      jax.random.PRNGKey(seed + 1), (settings.batch, settings.prompt_len), 2,
-      config.vocab_size, jnp.int32)
+def build(config: t5.T5Config, settings: Settings, seed: int = 0, *,
+          judge: Optional[pairwise.PairJudge] = None,
+          prompts: Optional[jax.Array] = None) -> Pieces:
+  """Random-weight policy, reference (= policy copy) and judge.
+
+  Args:
+    config: T5 config of the policy, reference and preference model.
+    settings: shapes and hyper-parameters.
+    seed: seed of the weights and the random prompts.
+    judge: the step's pairwise judge; None: a random-weight preference
+      model of `config` (its parameters are then the frozen judge's).
+    prompts: int32 [batch, prompt_len] prompt tokens; None: random tokens.
+  """
+  policy = t5.T5(config)
+  if judge is None:
+    judge = pairwise.PreferenceModelJudge(
+        t5.T5Scorer(config),
+        train_step_benchmark.pair_layout(settings.prompt_len,
+                                         settings.new_tokens))
+  if prompts is None:
+    prompts = jax.random.randint(
+        jax.random.PRNGKey(seed + 1), (settings.batch, settings.prompt_len),
+        2, config.vocab_size, jnp.int32)
   tx = optimizers.make_optimizer(optimizers.OptimizerConfig(
       name="adamw", learning_rate=settings.learning_rate), 1000)
   policy_init = model_init.init_fn(policy, seed)
-  scorer_init = model_init.scorer_init_fn(scorer, seed + 2)
+  if isinstance(judge, pairwise.PreferenceModelJudge):
+    judge_init = model_init.scorer_init_fn(judge.model, seed + 2)
+  else:
+    judge_init = judge.init_params
   nash_config = nash_md.NashMDConfig(beta=settings.beta, tau=settings.tau)
   responses = online.ResponseConfig(max_decode_length=settings.new_tokens)
   scfg = responses.sampling_config()
@@ -124,26 +142,24 @@ def build(config: t5.T5Config, settings: Settings, seed: int = 0) -> Pieces:
                                             ref_params, x, rng,
                                             settings.beta, scfg)
 
-  def judge(pref_params, x, y, y2):
-    return preference.preference_probability(scorer, pref_params, x, y.tokens,
-                                         y2.tokens, layout)
+  def judge_pair(judge_params, x, y, y2):
+    return pairwise.preference(judge, judge_params, x, y.tokens, y2.tokens)
 
   def judge_update(st, x, y, y2, frozen):
-    return nash_md.preference_update(policy, scorer, layout, settings.tau,
-                                     st, x, y, y2, frozen)
+    return nash_md.preference_update(policy, judge, settings.tau, st, x, y,
+                                     y2, frozen)
 
   program = program_lib.build(
       mesh=partitioning.make_mesh(partitioning.MeshConfig(-1, 1, 1)),
       init_fn=policy_init, tx=tx,
-      step_fn=nash_md.make_train_step(policy, policy, scorer, layout,
-                                      nash_config, responses),
-      frozen_init=train_state.Frozen(reference=policy_init,
-                                     judge=scorer_init))
+      step_fn=nash_md.make_train_step(policy, policy, judge, nash_config,
+                                      responses),
+      frozen_init=train_state.Frozen(reference=policy_init, judge=judge_init))
   state = program.create_state(program.fresh_params())
   frozen = train_state.Frozen(
       reference=jax.tree.map(jnp.copy, state.params),
-      judge=partitioning.sharded_init(scorer_init, program.mesh)[0])
-  return Pieces(program=program, sample=sample, judge=judge,
+      judge=partitioning.sharded_init(judge_init, program.mesh)[0])
+  return Pieces(program=program, sample=sample, judge=judge_pair,
                 judge_update=judge_update, state=state, frozen=frozen,
                 prompts=jax.device_put(prompts, program.batch_sharding))
 

@@ -47,6 +47,7 @@ from nlhf_jax.algorithms import online
 from nlhf_jax.algorithms import preference_model
 from nlhf_jax.algorithms import sft
 from nlhf_jax.errors import ConfigError
+from nlhf_jax.judges import pairwise
 from nlhf_jax.models import init as model_init
 from nlhf_jax.models import preference
 from nlhf_jax.models import t5
@@ -110,15 +111,16 @@ def compile_preference_model(pm_cfg: t5.T5Config, mesh, shapes: Shapes,
 
 def compile_nash_md(policy_cfg: t5.T5Config, pm_cfg: t5.T5Config, mesh,
                     shapes: Shapes, config: trainer.TrainConfig):
-  policy, scorer = t5.T5(policy_cfg), t5.T5Scorer(pm_cfg)
+  policy = t5.T5(policy_cfg)
+  judge = pairwise.PreferenceModelJudge(t5.T5Scorer(pm_cfg),
+                                        _pair_layout(shapes))
   step = nash_md.make_train_step(
-      policy, policy, scorer, _pair_layout(shapes), nash_md.NashMDConfig(),
+      policy, policy, judge, nash_md.NashMDConfig(),
       online.ResponseConfig(max_decode_length=shapes.target_length))
   program = trainer.build_program(
       config, mesh, model_init.init_fn(policy, 0), step,
       frozen_init=train_state.Frozen(
-          reference=model_init.init_fn(policy, 0),
-          judge=model_init.scorer_init_fn(scorer, 0)))
+          reference=model_init.init_fn(policy, 0), judge=judge.init_params))
   return _compile(program, {"encoder_input_tokens": _tokens(
       shapes.batch_size, shapes.input_length)})
 

@@ -186,9 +186,28 @@ def symmetrized_preference(logits_ab_b: ArrayLike,
   Returns:
     float32 [b] in [0, 1].
   """
-  p_ab = jax.nn.sigmoid(jnp.asarray(logits_ab_b, jnp.float32))
-  p_ba = jax.nn.sigmoid(jnp.asarray(logits_ba_b, jnp.float32))
-  d = 0.5 * (p_ab - p_ba)
+  return order_averaged_probability(
+      jax.nn.sigmoid(jnp.asarray(logits_ab_b, jnp.float32)),
+      jax.nn.sigmoid(jnp.asarray(logits_ba_b, jnp.float32)))
+
+
+def order_averaged_probability(p_ab_b: ArrayLike, p_ba_b: ArrayLike) -> Array:
+  """P(a ≻ b) = ½ (p_ab + 1 − p_ba) of a judge queried in both orders.
+
+  Computed as ½ + d with d = ½ (p_ab − p_ba) rounded to a multiple of 2^-24,
+  so swapping a and b gives exactly 1 − P (see `symmetrized_preference`)
+  and a judge with p_ab = p_ba (e.g. one that always prefers the first
+  slot) gives exactly ½.
+
+  Args:
+    p_ab_b: P(first ≻ second) [b] with a presented first, in [0, 1].
+    p_ba_b: the same with b presented first.
+
+  Returns:
+    float32 [b] in [0, 1].
+  """
+  d = 0.5 * (jnp.asarray(p_ab_b, jnp.float32) -
+             jnp.asarray(p_ba_b, jnp.float32))
   d = jnp.round(d * _SYMMETRY_GRID) / _SYMMETRY_GRID
   return 0.5 + d
 

@@ -17,7 +17,8 @@ so `decode` rebuilds frozen dataclasses such as `T5Config` exactly.
 Resuming into a workdir compares the new spec with the stored one
 (`check_resume`): a difference in anything that shapes the saved state or
 what it means (`STATE_SHAPING`: the models, the algorithm and its step,
-the judge layout, EMA on/off, the optimizer kind and the fields that change
+the judge (its kind, model, layout or function; not its checkpoint
+path), EMA on/off, the optimizer kind and the fields that change
 its state, the vocabulary and sequence lengths) is a ConfigError naming
 every differing field with both values, raised before any checkpoint is
 touched; any other difference (steps, intervals, evaluation, learning
@@ -42,6 +43,8 @@ VERSION = 1
 # another run's: refused on resume.
 STATE_SHAPING = (
     "job", "models", "algorithm", "make_step", "layout", "with_ema",
+    "judge.type", "judge.model", "judge.layout", "judge.fn", "judge.members",
+    "judge.weights",
     "train.optimizer.name", "train.optimizer.grad_clip_norm",
     "train.optimizer.weight_decay",
     "train.optimizer.adafactor_multiply_by_parameter_scale",

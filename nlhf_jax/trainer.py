@@ -45,6 +45,7 @@ from nlhf_jax import program as program_lib
 from nlhf_jax import train_state as train_state_lib
 from nlhf_jax.data import iterators as data_iterators
 from nlhf_jax.errors import ConfigError
+from nlhf_jax.judges import checks
 
 TrainState = train_state_lib.TrainState
 StepFn = train_state_lib.StepFn
@@ -141,6 +142,8 @@ class _MetricWindow:
       return {}
     host = [(s, {k: float(np.asarray(v)) for k, v in m.items()})
             for s, m in pending]
+    for s, m in host:
+      checks.raise_on_invalid(s, m)
     finite = [m for _, m in host if m["finite"]]
     bad = [(s, m["loss"]) for s, m in host if not m["finite"]]
     if bad and self._policy == "stop":

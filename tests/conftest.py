@@ -1,5 +1,6 @@
 """Test set-up: 8 fake CPU devices, set before JAX initialises its backends."""
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -138,3 +139,38 @@ class ToySftCli:
 def toy_sft(tmp_path_factory):
   """A `ToySftCli` with its own gin file and compilation cache."""
   return ToySftCli(tmp_path_factory.mktemp("toy_sft"))
+
+
+@dataclasses.dataclass(frozen=True)
+class TextWorld:
+  """Canonical prompts of synthetic posts, their reference TL;DRs and one
+  summary per post from each of the world's summary policies."""
+  prompts: list[str]
+  references: list[str]
+  summaries: dict[str, list[str]]
+
+
+def make_text_world(num_posts: int, seed: int = 0) -> TextWorld:
+  """Real posts of `nlhf_jax.data.synthetic` and summaries drawn with
+  generators independent of the posts' own TL;DRs (pure Python/numpy)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from nlhf_jax.data import annotators  # pylint: disable=g-import-not-at-top
+  from nlhf_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+  from nlhf_jax.data import synthetic_text as st  # pylint: disable=g-import-not-at-top
+  taken = set()
+  posts = [synthetic.make_post(seed, i, taken) for i in range(num_posts)]
+  prompts = [annotators.canonical_prompt(p.situation.subreddit, p.title,
+                                         p.post) for p in posts]
+  summaries = {}
+  for j, policy in enumerate(st.POLICIES):
+    summaries[policy] = [
+        st.write_summary(np.random.default_rng([seed, 100 + j, i]),
+                         p.situation, policy, post=p.post)
+        for i, p in enumerate(posts)]
+  return TextWorld(prompts, [p.summary for p in posts], summaries)
+
+
+@pytest.fixture(scope="session")
+def synthetic_world() -> TextWorld:
+  """48 posts of `make_text_world` (evaluation and text-judge tests)."""
+  return make_text_world(48)

@@ -20,6 +20,9 @@ from nlhf_jax import cli
 from nlhf_jax import errors
 from nlhf_jax import main as main_lib
 from nlhf_jax.errors import ConfigError
+from nlhf_jax.judges import examples
+from nlhf_jax.models import preference
+from nlhf_jax.models import t5
 
 GIN_ROOT = os.path.join(main_lib.REPO_ROOT, "gin_configs")
 GIN_FILES = sorted(os.path.join(d, f) for d, _, files in os.walk(GIN_ROOT)
@@ -107,6 +110,8 @@ BAD_OVERRIDES = {
     # TFDS directories may be remote and the vocabulary may be "byte", so
     # only a missing value is detectable before reading.
     "_SeqioSource.data_dir": ("",), "_SeqioSource.vocabulary": ("",),
+    # A judge's function must be callable.
+    "_OfFunction.fn": ("not_callable",),
 }
 # Fields for which any value of their type is valid.
 ANY_VALUE = {
@@ -114,6 +119,8 @@ ANY_VALUE = {
     # Free text placed before the summaries.
     "LayoutConfig.first_marker", "LayoutConfig.second_marker",
     "RewardLayoutConfig.marker",
+    # Labels in error messages.
+    "_OfFunction.name",
 }
 
 
@@ -166,8 +173,10 @@ def fixture_valid(tmp_path):
       "_TldrFiles.vocabulary": str(vocabulary),
       "_SeqioSource.data_dir": str(tmp_path),
       "_SeqioSource.vocabulary": "byte",
-      "FrozenModels.reference": str(tmp_path),
-      "FrozenModels.judge": str(tmp_path),
+      "LearnedJudge.checkpoint": str(tmp_path),
+      "LearnedJudge.model": t5.T5Config(),
+      "LearnedJudge.layout": preference.LayoutConfig(),
+      "_OfFunction.fn": examples.prefer_shorter,
   }
 
   def kwargs(cls):
@@ -184,7 +193,8 @@ def test_the_gin_files_bind_the_known_configs():
                    "PreferenceJsonlSource", "SeqioSftSource", "NashMDConfig",
                    "NashEMAConfig", "RLHFConfig", "OnlineIPOConfig",
                    "ResponseConfig", "LayoutConfig", "RewardLayoutConfig",
-                   "FrozenModels"}, names
+                   "LearnedJudge", "SyntheticPStar", "HostJudge",
+                   "JaxJudge"}, names
 
 
 def test_the_tables_name_existing_fields():

@@ -11,6 +11,7 @@ is self-play, d → 1 plays against the initial (SFT) policy.
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import jax
 
@@ -19,7 +20,7 @@ from nlhf_jax import mixtures
 from nlhf_jax import sampling
 from nlhf_jax.algorithms import nash_md
 from nlhf_jax.algorithms import online
-from nlhf_jax.models import preference as pm_lib
+from nlhf_jax.judges import pairwise
 from nlhf_jax.models import t5
 
 
@@ -34,6 +35,7 @@ class NashEMAConfig:
 
   decay: float = 0.999
   tau: float = 0.008
+  judge_kind: ClassVar[str] = "pairwise"
 
   def __post_init__(self):
     errors.check_in_range(self, "decay", self.decay, 0.0, 1.0,
@@ -42,8 +44,8 @@ class NashEMAConfig:
 
 
 def make_train_step(policy: t5.T5, reference: t5.T5,
-                    preference: t5.T5Scorer, layout: pm_lib.PairLayout,
-                    config: NashEMAConfig, responses: online.ResponseConfig):
+                    judge: pairwise.PairJudge, config: NashEMAConfig,
+                    responses: online.ResponseConfig):
   """Returns step(state, batch, rng, frozen) -> (state, metrics).
 
   `state.ema_params` must be present (train with `with_ema=True`).
@@ -61,8 +63,7 @@ def make_train_step(policy: t5.T5, reference: t5.T5,
     y2 = sampling.sample(policy, state.ema_params, prompts, rng_opp,
                          sampling_config)
     new_state, metrics = nash_md.preference_update(
-        policy, preference, layout, config.tau, state, prompts, y, y2,
-        frozen)
+        policy, judge, config.tau, state, prompts, y, y2, frozen)
     ema = mixtures.ema_update(new_state.ema_params, new_state.params,
                               config.decay)
     return new_state.replace(ema_params=ema), metrics

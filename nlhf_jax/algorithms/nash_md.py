@@ -4,20 +4,21 @@ One jitted, sharded step per batch of prompts x:
 
   1. y ~ π_θ(·|x) and y' ~ π_θ^{1−β} μ^β (token-level geometric mixture),
      decoded together; no gradient flows through either sample.
-  2. p = P(y ≻ y' | x) from the frozen preference model, symmetrised over
-     presentation order.
+  2. p = P(y ≻ y' | x) from the judge (`nlhf_jax.judges`: the learned
+     preference model, the exact P*, any function), averaged over
+     presentation order and checked.
   3. A_n = (p − ½) − τ Σ_{m≥n} log(π_θ(y_m|·)/μ(y_m|·))   (stop-gradient)
   4. loss = −mean_b Σ_n A_n log π_θ(y_n | x, y_<n); one optimizer step.
 
 β = 0 is self-play (opponent = current policy), β = 1 best response against
 the reference μ (the SFT model). Frozen parameters come in as
-`Frozen(reference=μ params, judge=preference-model params)`.
+`Frozen(reference=μ params, judge=the judge's params, () if none)`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +26,7 @@ import jax.numpy as jnp
 from nlhf_jax import errors
 from nlhf_jax.algorithms import online
 from nlhf_jax.algorithms import policy_gradient as pg
-from nlhf_jax.models import preference as pm_lib
+from nlhf_jax.judges import pairwise
 from nlhf_jax.models import t5
 
 
@@ -40,22 +41,22 @@ class NashMDConfig:
 
   beta: float = 0.125
   tau: float = 0.008
+  judge_kind: ClassVar[str] = "pairwise"
 
   def __post_init__(self):
     errors.check_in_range(self, "beta", self.beta, 0.0, 1.0)
     errors.check_non_negative(self, "tau", self.tau)
 
 
-def preference_update(policy: t5.T5, preference: t5.T5Scorer,
-                      layout: pm_lib.PairLayout, tau: float, state: Any,
-                      prompts_bt: jax.Array, y: Any, y2: Any,
+def preference_update(policy: t5.T5, judge: pairwise.PairJudge, tau: float,
+                      state: Any, prompts_bt: jax.Array, y: Any, y2: Any,
                       frozen: online.Frozen) -> tuple[Any, dict]:
-  """Scores (y, y') with the preference model and takes the PG step.
+  """Scores (y, y') with the judge and takes the PG step.
 
   Shared by Nash-MD-PG and Nash-EMA-PG (they differ only in y').
   """
-  p = pm_lib.preference_probability(preference, frozen.judge,
-                                    prompts_bt, y.tokens, y2.tokens, layout)
+  p, judge_metrics = pairwise.preference(judge, frozen.judge, prompts_bt,
+                                         y.tokens, y2.tokens)
   logp_ref = y.reference_log_probs
 
   def loss_fn(params):
@@ -72,26 +73,25 @@ def preference_update(policy: t5.T5, preference: t5.T5Scorer,
   metrics.update(loss=loss, preference_vs_opponent=jnp.mean(p),
                  opponent_length=jnp.mean(y2.lengths.astype(jnp.float32)),
                  generated_tokens=metrics["generated_tokens"] +
-                 jnp.sum(y2.lengths).astype(jnp.float32))
+                 jnp.sum(y2.lengths).astype(jnp.float32), **judge_metrics)
   return state.apply_gradients(grads), metrics
 
 
 def make_train_step(policy: t5.T5, reference: t5.T5,
-                    preference: t5.T5Scorer, layout: pm_lib.PairLayout,
-                    config: NashMDConfig, responses: online.ResponseConfig):
+                    judge: pairwise.PairJudge, config: NashMDConfig,
+                    responses: online.ResponseConfig):
   """Returns step(state, batch, rng, frozen) -> (state, metrics).
 
   Args:
     policy: the policy network π_θ (its params are `state.params`).
     reference: the reference network μ (params in `frozen.reference`).
-    preference: the pairwise preference network (`frozen.judge`).
-    layout: the preference model's input layout.
+    judge: the pairwise judge (its params are `frozen.judge`).
     config: β and τ.
     responses: sampling settings for y and y'.
 
   Metrics: loss, preference_vs_opponent (mean p), kl_to_reference,
   response_length, opponent_length, policy_entropy, grad_norm,
-  generated_tokens.
+  generated_tokens, and invalid_judge_values/<judge name> (`judges.checks`).
   """
   sampling_config = responses.sampling_config()
 
@@ -100,7 +100,7 @@ def make_train_step(policy: t5.T5, reference: t5.T5,
     y, y2 = online.sample_policy_and_mixture(
         policy, state.params, reference, frozen.reference, prompts, rng,
         config.beta, sampling_config)
-    return preference_update(policy, preference, layout, config.tau, state,
-                             prompts, y, y2, frozen)
+    return preference_update(policy, judge, config.tau, state, prompts, y,
+                             y2, frozen)
 
   return step

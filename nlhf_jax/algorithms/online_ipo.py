@@ -1,16 +1,17 @@
 """Online IPO (Calandriello et al., ICML 2024) on the Nash-MD machinery.
 
-Per step, y, y' ~ π_θ (self-play sampling), p = P(y ≻ y' | x) from the frozen
-preference model, and the contrastive loss (h − (p − ½)/τ)² with
+Per step, y, y' ~ π_θ (self-play sampling), p = P(y ≻ y' | x) from the judge
+(`nlhf_jax.judges`), and the contrastive loss (h − (p − ½)/τ)² with
 h = log π_θ(y)/μ(y) − log π_θ(y')/μ(y') on sequence log-probs, gradients
 through both responses. Its expected update equals self-play Nash-MD-PG's
 (β = 0) up to scale (paper.md §4.6).
-Frozen: `Frozen(reference=μ params, judge=preference-model params)`.
+Frozen: `Frozen(reference=μ params, judge=the judge's params)`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +19,7 @@ import jax.numpy as jnp
 from nlhf_jax import errors
 from nlhf_jax.algorithms import online
 from nlhf_jax.algorithms import policy_gradient as pg
-from nlhf_jax.models import preference as pm_lib
+from nlhf_jax.judges import pairwise
 from nlhf_jax.models import t5
 
 
@@ -31,14 +32,14 @@ class OnlineIPOConfig:
   """
 
   tau: float = 1.0
+  judge_kind: ClassVar[str] = "pairwise"
 
   def __post_init__(self):
     errors.check_positive(self, "tau", self.tau)
 
 
 def make_train_step(policy: t5.T5, reference: t5.T5,
-                    preference: t5.T5Scorer, layout: pm_lib.PairLayout,
-                    config: OnlineIPOConfig,
+                    judge: pairwise.PairJudge, config: OnlineIPOConfig,
                     responses: online.ResponseConfig):
   """Returns step(state, batch, rng, frozen) -> (state, metrics)."""
   sampling_config = responses.sampling_config()
@@ -48,8 +49,8 @@ def make_train_step(policy: t5.T5, reference: t5.T5,
     y, y2 = online.sample_policy_and_mixture(
         policy, state.params, reference, frozen.reference, prompts, rng,
         0.0, sampling_config)
-    p = pm_lib.preference_probability(preference, frozen.judge,
-                                      prompts, y.tokens, y2.tokens, layout)
+    p, judge_metrics = pairwise.preference(judge, frozen.judge, prompts,
+                                           y.tokens, y2.tokens)
 
     def loss_fn(params):
       logp, logits = online.policy_logprobs(policy, params, prompts, y)
@@ -64,7 +65,8 @@ def make_train_step(policy: t5.T5, reference: t5.T5,
     metrics = online.response_metrics(
         y, jax.lax.stop_gradient(logp), y.reference_log_probs,
         jax.lax.stop_gradient(logits), grads)
-    metrics.update(loss=loss, preference_vs_opponent=jnp.mean(p))
+    metrics.update(loss=loss, preference_vs_opponent=jnp.mean(p),
+                   **judge_metrics)
     return state.apply_gradients(grads), metrics
 
   return step

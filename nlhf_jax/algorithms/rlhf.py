@@ -1,15 +1,17 @@
 """RLHF baseline: REINFORCE on a Bradley–Terry reward with a KL penalty.
 
-Per step, y ~ π_θ(·|x); r = r(x, y) from the frozen reward model; the
+Per step, y ~ π_θ(·|x); r = r(x, y) from the reward judge
+(`nlhf_jax.judges`: the learned reward model, a host or JAX function); the
 per-token advantage is A_n = (r − b) − τ Σ_{m≥n} log(π_θ(y_m)/μ(y_m)) with
 the leave-one-out batch mean b_i = mean_{j≠i} r_j as baseline (unbiased);
 loss −mean_b Σ_n A_n log π_θ(y_n|·). Paper: τ = 0.05 (swept over 0.01-0.2).
-Frozen: `Frozen(reference=μ params, judge=reward-model params)`.
+Frozen: `Frozen(reference=μ params, judge=the reward judge's params)`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +20,7 @@ from nlhf_jax import errors
 from nlhf_jax import sampling
 from nlhf_jax.algorithms import online
 from nlhf_jax.algorithms import policy_gradient as pg
-from nlhf_jax.models import reward as rm_lib
+from nlhf_jax.judges import pointwise
 from nlhf_jax.models import t5
 
 
@@ -31,6 +33,7 @@ class RLHFConfig:
   """
 
   tau: float = 0.05
+  judge_kind: ClassVar[str] = "pointwise"
 
   def __post_init__(self):
     errors.check_non_negative(self, "tau", self.tau)
@@ -44,8 +47,8 @@ def leave_one_out_baseline(rewards_b: jax.Array) -> jax.Array:
   return (jnp.sum(rewards_b) - rewards_b) / (n - 1)
 
 
-def make_train_step(policy: t5.T5, reference: t5.T5, reward: t5.T5Scorer,
-                    layout: rm_lib.RewardLayout, config: RLHFConfig,
+def make_train_step(policy: t5.T5, reference: t5.T5,
+                    reward: pointwise.RewardJudge, config: RLHFConfig,
                     responses: online.ResponseConfig):
   """Returns step(state, batch, rng, frozen) -> (state, metrics).
 
@@ -59,7 +62,8 @@ def make_train_step(policy: t5.T5, reference: t5.T5, reward: t5.T5Scorer,
     y = sampling.sample_mixture(
         policy, jax.lax.stop_gradient(state.params), reference,
         frozen.reference, prompts, rng, 0.0, sampling_config)
-    r = rm_lib.rewards(reward, frozen.judge, prompts, y.tokens, layout)
+    r, judge_metrics = pointwise.rewards(reward, frozen.judge, prompts,
+                                         y.tokens)
     signal = r - leave_one_out_baseline(r)
     logp_ref = y.reference_log_probs
 
@@ -74,7 +78,7 @@ def make_train_step(policy: t5.T5, reference: t5.T5, reward: t5.T5Scorer,
     metrics = online.response_metrics(
         y, jax.lax.stop_gradient(logp), logp_ref,
         jax.lax.stop_gradient(logits), grads)
-    metrics.update(loss=loss, reward=jnp.mean(r))
+    metrics.update(loss=loss, reward=jnp.mean(r), **judge_metrics)
     return state.apply_gradients(grads), metrics
 
   return step

@@ -310,7 +310,7 @@ class PopulationPreference:
 
   Facts are recovered from the canonical prompt by `parse_facts` (inventory
   phrase matching), so it needs nothing but text. Parsed prompts are
-  cached. (The evaluation judge `nlhf_jax.evaluation.judges.SyntheticJudge`
+  cached. (The evaluation judge `nlhf_jax.judges.text.SyntheticJudge`
   gives the same values with summary features cached too, for tournaments.)
   """
 

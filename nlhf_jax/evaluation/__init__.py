@@ -1,10 +1,10 @@
-"""Evaluation: judges, pairwise tournaments, confidence intervals, reports.
+"""Evaluation: pairwise tournaments, confidence intervals, reports.
 
 Modules (import the ones you need; importing this package loads nothing,
 so `rouge` or `intervals` do not pull in matplotlib):
 
-  judges       the `Judge` protocol; the synthetic P* judge, callable (LLM)
-               and preference-model adapters; `order_averaged`
+  generation   samples and the preference-model judge from checkpoints
+  pipeline     generate, judge and report a set of runs from their specs
   intervals    Clopper–Pearson intervals and `WinRate` cells
   rouge        ROUGE-1/2/L F1
   tournament   `run_tournament` -> `TournamentResult` (win-rate matrix in
@@ -13,13 +13,18 @@ so `rouge` or `intervals` do not pull in matplotlib):
   plots        heatmap and training-curve PNGs (matplotlib Agg)
   report       CSV / Markdown tables and `report.md`
 
-No TensorFlow anywhere in this package; numpy, scipy and matplotlib only.
+The judges themselves (the `Judge` protocol, the synthetic P* judge, the
+callable (LLM) adapter, `order_averaged`) are `nlhf_jax.judges.text`.
+No TensorFlow anywhere in this package; the tournament, intervals, ROUGE,
+logs, plots and report need numpy, scipy and matplotlib only
+(`generation` and `pipeline` run JAX models).
 
 Typical use:
 
-  from nlhf_jax.evaluation import judges, report, tournament
+  from nlhf_jax.evaluation import report, tournament
+  from nlhf_jax.judges import text
   result = tournament.run_tournament(
       prompts, {"SFT": sft, "RLHF": rlhf, "MD1": md1},
-      judges.synthetic_judge(), references=refs, baseline="SFT")
+      text.synthetic_judge(), references=refs, baseline="SFT")
   report.write_report("eval_out", result, notes="...")
 """

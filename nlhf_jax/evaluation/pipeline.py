@@ -40,7 +40,7 @@ from nlhf_jax import run_spec
 from nlhf_jax.data import jsonl_sources
 from nlhf_jax.errors import ConfigError
 from nlhf_jax.evaluation import generation
-from nlhf_jax.evaluation import judges
+from nlhf_jax.judges import text as judges
 from nlhf_jax.evaluation import metric_logs
 from nlhf_jax.evaluation import plots
 from nlhf_jax.evaluation import report as report_lib

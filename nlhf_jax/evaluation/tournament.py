@@ -30,7 +30,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from nlhf_jax.evaluation import intervals
-from nlhf_jax.evaluation import judges as judges_lib
+from nlhf_jax.judges import text as judges_lib
 from nlhf_jax.evaluation import rouge
 
 

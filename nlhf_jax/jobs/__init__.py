@@ -3,7 +3,10 @@
   supervised   sft_job, scorer_job (the preference or reward model)
   online_job   online_job (Nash-MD-PG, Nash-EMA-PG, self-play, best
                response, RLHF, Online IPO: the algorithm's step factory is
-               chosen in gin) and FrozenModels
+               chosen in gin)
+  judges       the judge configs of online runs (gin JUDGE): the learned
+               preference / reward model, the synthetic world's exact P*,
+               Python or JAX functions, ensembles
   training     run_training: the workdir lease, the run-spec check, data
                iterators and initial weights around `trainer.train`
   lease        one writer per workdir (lease.json with a heartbeat)

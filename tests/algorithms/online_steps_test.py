@@ -20,6 +20,8 @@ from nlhf_jax.models import preference as pm_lib
 from nlhf_jax.models import reward as rm_lib
 from nlhf_jax.algorithms import rlhf
 from nlhf_jax.errors import ConfigError
+from nlhf_jax.judges import pairwise
+from nlhf_jax.judges import pointwise
 from nlhf_jax.models import T5
 from nlhf_jax.models import T5Config
 from nlhf_jax.models import T5Scorer
@@ -31,6 +33,10 @@ CFG = T5Config(vocab_size=64, d_model=32, num_heads=4, d_kv=8, d_ff=64,
 RESPONSES = online.ResponseConfig(max_decode_length=6)
 PAIR = pm_lib.PairLayout(length=24, first_marker=(5,), second_marker=(6,))
 REWARD = rm_lib.RewardLayout(length=16, marker=(5,))
+
+
+def _pm(scorer):
+  return pairwise.PreferenceModelJudge(scorer, PAIR)
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +82,7 @@ def _run(step, models, with_ema=False, steps=3):
 
 def test_nash_md_step(models, beta=0.125):
   policy, scorer = models[0], models[1]
-  step = nash_md.make_train_step(policy, policy, scorer, PAIR,
+  step = nash_md.make_train_step(policy, policy, _pm(scorer),
                                  nash_md.NashMDConfig(beta=beta, tau=0.008),
                                  RESPONSES)
   _, history = _run(step, models)
@@ -93,7 +99,7 @@ def test_self_play_preference_is_one_half_at_identical_policies(models):
   """With β = 0 the two samples share a distribution; symmetrised P over a
   pair of identical responses is exactly ½, so the mean is near ½."""
   policy, scorer = models[0], models[1]
-  step = nash_md.make_train_step(policy, policy, scorer, PAIR,
+  step = nash_md.make_train_step(policy, policy, _pm(scorer),
                                  nash_md.NashMDConfig(beta=0.0), RESPONSES)
   _, history = _run(step, models, steps=1)
   assert 0.3 < history[0]["preference_vs_opponent"] < 0.7
@@ -102,7 +108,7 @@ def test_self_play_preference_is_one_half_at_identical_policies(models):
 def test_nash_ema_step_tracks_the_average(models):
   policy, scorer, p_params = models[0], models[1], models[2]
   decay = 0.5
-  step = nash_ema.make_train_step(policy, policy, scorer, PAIR,
+  step = nash_ema.make_train_step(policy, policy, _pm(scorer),
                                   nash_ema.NashEMAConfig(decay=decay),
                                   RESPONSES)
   state, _ = _run(step, models, with_ema=True, steps=2)
@@ -117,7 +123,8 @@ def test_nash_ema_step_tracks_the_average(models):
 
 def test_rlhf_step(models):
   policy, scorer = models[0], models[1]
-  step = rlhf.make_train_step(policy, policy, scorer, REWARD,
+  step = rlhf.make_train_step(policy, policy,
+                              pointwise.RewardModelJudge(scorer, REWARD),
                               rlhf.RLHFConfig(tau=0.05), RESPONSES)
   _, history = _run(step, models)
   assert "reward" in history[0]
@@ -130,7 +137,7 @@ def test_leave_one_out_baseline():
 
 def test_online_ipo_step(models):
   policy, scorer = models[0], models[1]
-  step = online_ipo.make_train_step(policy, policy, scorer, PAIR,
+  step = online_ipo.make_train_step(policy, policy, _pm(scorer),
                                     online_ipo.OnlineIPOConfig(tau=1.0),
                                     RESPONSES)
   _run(step, models)

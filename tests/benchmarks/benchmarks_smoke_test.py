@@ -126,6 +126,25 @@ def test_nash_md(run_cli):
   assert record["params_policy"] > record["params_preference_model"] > 0
 
 
+def test_judge_price(run_cli):
+  record = run_cli("judge_benchmark")
+  assert record["benchmark"] == "judge_price_nash_md"
+  for name in ("preference_model", "host_p_star"):
+    _check_timing(record[name]["fused"])
+    split = record[name]["split"]
+    for key in ("sampling_s", "judging_s", "sum_of_parts_s"):
+      assert _positive(split[key]), (name, key)
+    assert math.isclose(sum(split["fraction"].values()), 1.0)
+  assert math.isclose(
+      record["ratio_step_host_over_learned"],
+      record["host_p_star"]["median_step_s"] /
+      record["preference_model"]["median_step_s"])
+  assert math.isclose(
+      record["ratio_judging_host_over_learned"],
+      record["host_p_star"]["split"]["judging_s"] /
+      record["preference_model"]["split"]["judging_s"])
+
+
 def test_peer_our_half_without_trl(run_cli):
   record = run_cli("peer_nash_md", "--skip_peer", "--no_split")
   assert record["benchmark"] == "peer_nash_md"

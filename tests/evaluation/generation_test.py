@@ -30,7 +30,7 @@ from nlhf_jax.data import prompts as prompts_lib
 from nlhf_jax.data import synthetic
 from nlhf_jax.data import vocab as vocab_lib
 from nlhf_jax.evaluation import generation
-from nlhf_jax.evaluation import judges
+from nlhf_jax.judges import text as judges
 from nlhf_jax.models import init as model_init
 from nlhf_jax.models import t5
 

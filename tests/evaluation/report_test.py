@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from matplotlib import image as mpl_image
 
-from nlhf_jax.evaluation import judges
+from nlhf_jax.judges import text as judges
 from nlhf_jax.evaluation import plots
 from nlhf_jax.evaluation import report
 from nlhf_jax.evaluation import tournament

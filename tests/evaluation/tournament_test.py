@@ -7,7 +7,7 @@ import pytest
 
 from nlhf_jax.data import annotators
 from nlhf_jax.evaluation import intervals
-from nlhf_jax.evaluation import judges
+from nlhf_jax.judges import text as judges
 from nlhf_jax.evaluation import rouge
 from nlhf_jax.evaluation import tournament
 

@@ -1,7 +1,8 @@
 """End to end on the synthetic world through the gin entry point:
 SFT -> preference model -> 20 Nash-MD-PG steps on 8 fake devices (compiled
-once, finite metrics, the run spec of every stage), and Nash-EMA-PG
-resuming with its EMA state."""
+once, finite metrics, the run spec of every stage), Nash-MD-PG against the
+exact P* (gin_configs/judges/p_star.gin, no preference model), and
+Nash-EMA-PG resuming with its EMA state."""
 
 import json
 import os
@@ -14,6 +15,7 @@ from nlhf_jax import checkpointing
 from nlhf_jax import main as main_lib
 from nlhf_jax import run_spec
 from nlhf_jax.data import jsonl_sources
+from nlhf_jax.jobs import judges
 from nlhf_jax.models import preference
 
 TINY = [f"--gin.t5_tiny/t5.T5Config.{k}={v}" for k, v in (
@@ -87,7 +89,12 @@ def test_every_stage_writes_its_run_spec(world, stages):
   assert spec.job == "online"
   policy = spec.model("policy")
   assert (policy.d_model, policy.num_encoder_layers) == (32, 1)
-  assert spec.model("judge") == run_spec.read(pm_dir).model("judge")
+  judge = spec.value("judge")
+  assert isinstance(judge, judges.LearnedJudge)
+  assert judge.model == run_spec.read(pm_dir).model("judge")
+  assert judge.layout == preference.LayoutConfig(length=160)
+  assert judge.checkpoint == pm_dir
+  assert spec.value("sft_dir") == sft_dir
   assert run_spec.read(sft_dir).model("policy") == policy
   assert run_spec.read(pm_dir).job == "preference_model"
   data = spec.value("data")
@@ -95,11 +102,9 @@ def test_every_stage_writes_its_run_spec(world, stages):
   assert (data.data_dir, data.vocabulary, data.input_length) == (
       world[0], world[1], 96)
   assert spec.field("responses", "max_decode_length") == 12
-  assert spec.value("layout") == preference.LayoutConfig(length=160)
   assert spec.section("make_step").endswith("nash_md.make_train_step")
   assert spec.field("train", "steps") in (10, 20)
   assert spec.value("with_ema") is False
-  assert spec.field("frozen", "judge") == pm_dir
 
 
 def test_nash_ema_resumes_with_its_ema_state(world, stages):
@@ -119,3 +124,22 @@ def test_nash_ema_resumes_with_its_ema_state(world, stages):
   assert any(float(np.abs(np.asarray(e) - np.asarray(p)).max()) > 0
              for e, p in zip(jax.tree.leaves(again.state.ema_params),
                              jax.tree.leaves(again.state.params)))
+
+
+def test_nash_md_against_the_exact_p_star_needs_no_preference_model(
+    world, stages):
+  root, sft_dir, _ = stages
+  workdir = str(root / "nash_md_p_star")
+  result = _run("nash_md.gin", workdir, world, [
+      "--gin_file=gin_configs/judges/p_star.gin", f"--gin.SFT_DIR='{sft_dir}'",
+      "--gin.TRAIN_STEPS=4", "--gin.RESPONSE_LENGTH=12",
+      "--gin.CHECKPOINT_EVERY=0", "--gin.LEARNING_RATE=1e-3",
+      "--gin.LOG_EVERY=2"])
+  assert (result.step, result.num_compiles) == (4, 1)
+  assert isinstance(run_spec.read(workdir).value("judge"),
+                    judges.SyntheticPStar)
+  records = [json.loads(line) for line in
+             open(os.path.join(workdir, "metrics.jsonl"))]
+  train = [r["preference_vs_opponent"] for r in records
+           if "preference_vs_opponent" in r]
+  assert train and all(0.0 <= p <= 1.0 for p in train), records

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from nlhf_jax.data import annotators
-from nlhf_jax.evaluation import judges
+from nlhf_jax.judges import text as judges
 
 
 def _first_wins(prompts, first, second):
