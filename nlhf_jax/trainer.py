@@ -12,7 +12,10 @@ and the one jitted, guarded step). `train` runs a Program on the data:
   `fold_in(PRNGKey(seed), state.step)` so a resumed run repeats the
   uninterrupted one bit for bit);
 * checks the loss: a NaN/inf stops the run naming the step (`nan_policy=
-  'stop'`), or the update is discarded and counted (`'skip'`);
+  'stop'`), or the update is discarded and counted (`'skip'`); a judge
+  that returned bad values (the step's `invalid_judge_values/<judge>`
+  counts, `judges.checks`) stops the run naming the judge, whatever the
+  policy;
 * logs (console progress with steps/s and ETA, metrics.jsonl, TensorBoard),
   evaluates every `eval_every` steps, checkpoints every
   `checkpoint.every_steps` steps and at the end;

@@ -74,6 +74,6 @@ def raise_on_invalid(step: int, metrics: Mapping[str, float]) -> None:
       name = key[len(METRIC_PREFIX):]
       raise JudgeOutputError(
           f"Judge {name!r} returned {int(count)} values that are NaN, "
-          f"infinite or outside its range at step {step}; the update was "
-          "not applied and the run stops (the last checkpoint precedes this "
-          "step). Fix the judge (or its checkpoint) before training on it.")
+          f"infinite or outside its range at step {step}; the run stops "
+          "(the last checkpoint precedes this step). Fix the judge (or its "
+          "checkpoint) before training on it.")

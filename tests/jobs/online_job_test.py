@@ -1,11 +1,14 @@
 """End to end on the synthetic world through the gin entry point:
 SFT -> preference model -> 20 Nash-MD-PG steps on 8 fake devices (compiled
 once, finite metrics, the run spec of every stage), Nash-MD-PG against the
-exact P* (gin_configs/judges/p_star.gin, no preference model), and
+exact P* (gin_configs/judges/p_star.gin, no preference model), a NaN
+judge stopping the run by its name, and
 Nash-EMA-PG resuming with its EMA state."""
 
 import json
 import os
+import sys
+import types
 
 import jax
 import numpy as np
@@ -16,6 +19,7 @@ from nlhf_jax import main as main_lib
 from nlhf_jax import run_spec
 from nlhf_jax.data import jsonl_sources
 from nlhf_jax.jobs import judges
+from nlhf_jax.judges import checks
 from nlhf_jax.models import preference
 
 TINY = [f"--gin.t5_tiny/t5.T5Config.{k}={v}" for k, v in (
@@ -143,3 +147,36 @@ def test_nash_md_against_the_exact_p_star_needs_no_preference_model(
   train = [r["preference_vs_opponent"] for r in records
            if "preference_vs_opponent" in r]
   assert train and all(0.0 <= p <= 1.0 for p in train), records
+
+
+def test_a_nan_judge_stops_the_run_naming_it(world, stages, tmp_path,
+                                             monkeypatch):
+  """Through the gin entry point: a host judge returning NaN stops the run
+  at its first step with an error naming it, and writes no checkpoint."""
+
+  def rater_gone_wrong(prompts, first, second):
+    del first, second
+    return [float("nan")] * len(prompts)
+
+  module = types.ModuleType("judge_under_test")
+  module.rater_gone_wrong = rater_gone_wrong
+  monkeypatch.setitem(sys.modules, module.__name__, module)
+  gin_file = tmp_path / "nan_judge.gin"
+  gin_file.write_text("from __gin__ import dynamic_registration\n"
+                      "from nlhf_jax.jobs import judges\n"
+                      "import judge_under_test\n"
+                      "JUDGE = @judges.HostJudge()\n"
+                      "judges.HostJudge.fn = "
+                      "@judge_under_test.rater_gone_wrong\n")
+  workdir = str(stages[0] / "nash_md_nan_judge")
+  with pytest.raises(checks.JudgeOutputError,
+                     match=r"Judge 'rater_gone_wrong' returned 16 values .* "
+                     "at step 1"):
+    _run("nash_md.gin", workdir, world, [
+        f"--gin_file={gin_file}", f"--gin.SFT_DIR='{stages[1]}'",
+        "--gin.TRAIN_STEPS=4", "--gin.RESPONSE_LENGTH=12",
+        "--gin.CHECKPOINT_EVERY=1", "--gin.LOG_EVERY=1"])
+  saved = os.path.join(workdir, checkpointing.CHECKPOINTS_SUBDIR)
+  steps = [int(d) for d in os.listdir(saved) if d.isdigit()] if (
+      os.path.isdir(saved)) else []
+  assert all(s < 1 for s in steps), steps

@@ -69,3 +69,15 @@ def test_the_llm_rater_normalises_its_answer_probabilities():
   assert judge(["x"], ["a"], ["b"]) == [0.75]
   assert examples.prefer_shorter(["x"] * 3, ["a b", "a", "a"],
                                  ["a", "a b", "b"]) == [0.0, 1.0, 0.5]
+
+
+def test_the_readme_judge_example_runs_and_prints_what_it_says(capsys):
+  """The README's "Plugging in a judge" Python block, run as it is."""
+  readme = open("README.md", encoding="utf-8").read()
+  section = readme.split("## Plugging in a judge", 1)[1]
+  code = section.split("```python\n", 1)[1].split("```", 1)[0]
+  exec(compile(code, "README.md", "exec"), {})  # pylint: disable=exec-used
+  lines = capsys.readouterr().out.splitlines()
+  assert [line.split("=")[1].split(",")[0].strip() for line in lines] == [
+      "[0.731 0.119]", "[1. 0.]", "[0.6   0.333]"], lines
+  assert all(line.endswith("invalid values: 0") for line in lines), lines
