@@ -11,9 +11,7 @@ XLA_TEST_FLAGS := --xla_force_host_platform_device_count=8
 PYTEST_ARGS ?=
 # Parallel pytest workers (pytest-xdist); 2 matches the 2-core reference
 # machine. TEST_WORKERS=0 runs in one process. Each test module runs whole
-# on one worker (--dist loadscope), so its module fixtures are built once;
-# modules start in collection order, which tests/conftest.py makes slowest
-# first (--no-loadscope-reorder).
+# on one worker (--dist loadscope), so its module fixtures are built once.
 TEST_WORKERS ?= 2
 
 .PHONY: test demo install clean-venv
@@ -28,8 +26,7 @@ $(STAMP): setup.py
 
 test: $(STAMP)
 	XLA_FLAGS=$(XLA_TEST_FLAGS) JAX_PLATFORMS=cpu TF_CPP_MIN_LOG_LEVEL=3 \
-	  $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope \
-	  --no-loadscope-reorder tests $(PYTEST_ARGS)
+	  $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope tests $(PYTEST_ARGS)
 
 DEMO_OUT ?= demo_out
 DEMO_ARGS ?=

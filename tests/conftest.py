@@ -34,35 +34,6 @@ if ("JAX_COMPILATION_CACHE_DIR" not in os.environ and
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 
-# The modules that take longest (fixtures included, measured with pytest
-# --durations=0 on the 2-core machine), longest first. `make test` hands
-# modules to its workers in collection order (--no-loadscope-reorder), so
-# these start first and the short ones fill in the end: without this the
-# workers got modules by test count and the longest came last.
-SLOWEST_MODULES = (
-    "tests/demo_test.py",
-    "tests/jobs/online_job_test.py",
-    "tests/jobs/workdir_faults_test.py",
-    "tests/models/t5_test.py",
-    "tests/benchmarks/benchmarks_smoke_test.py",
-    "tests/data/seqio_source_test.py",
-    "tests/multiprocess_test.py",
-    "tests/judges/in_step_test.py",
-    "tests/algorithms/online_steps_test.py",
-    "tests/partitioning_test.py",
-    "tests/algorithms/preference_model_test.py",
-    "tests/trainer_process_test.py",
-    "tests/evaluation/pipeline_test.py",
-)
-
-
-def pytest_collection_modifyitems(config, items):  # pylint: disable=unused-argument
-  """The slowest modules first (stable: tests keep their order)."""
-  rank = {path: i for i, path in enumerate(SLOWEST_MODULES)}
-  items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0],
-                                       len(rank)))
-
-
 def pytest_sessionfinish(session, exitstatus):  # pylint: disable=unused-argument
   if _OWN_CACHE is not None:
     shutil.rmtree(_OWN_CACHE, ignore_errors=True)
