@@ -176,8 +176,9 @@ class SyntheticPStar(_NoParams):
     if kind == "pointwise":
       raise ConfigError(
           "SyntheticPStar is a pairwise judge and no reward represents the "
-          "synthetic world's non-transitive P*: RLHF keeps a Bradley-Terry "
-          "reward model (train it on P*-labelled comparisons, see README).")
+          "synthetic world's non-transitive P*: RLHF keeps its Bradley-Terry "
+          "reward model (JUDGE_DIR), whose training labels are draws from P* "
+          "(README, 'Training against the exact P*').")
     lookup = prompt_lookup(data)
 
     def prompt_text(row):
