@@ -291,6 +291,8 @@ def test_judge_configs_refuse_what_cannot_work(world, tmp_path):
   with pytest.raises(ConfigError, match="needs the data's SentencePiece"):
     judge_configs.HostJudge(text.SyntheticJudge()).build(no_vocab, None,
                                                          "pairwise")
+  with pytest.raises(ConfigError, match="needs the JSONL prompts"):
+    judge_configs.SyntheticPStar().build(no_vocab, None, "pairwise")
   with pytest.raises(ConfigError, match="needs a reward"):
     judge_configs.JaxJudge(lambda x, a, b: a).build(data, None, "pointwise")
   with pytest.raises(ConfigError, match="JUDGE_DIR"):
