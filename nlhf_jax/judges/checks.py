@@ -4,11 +4,12 @@ A judge that returns NaN/inf, or a probability outside [0, 1], must stop
 the run with a message naming it rather than poison a gradient. Raising
 inside a sharded program is not safe (the other devices would wait at
 their next collective forever), so the check is data: `check_values`
-turns every bad value into NaN (so the step's loss is not finite and the
-trainer's guard discards the update) and counts them in a metric named
-after the judge, `invalid_judge_values/<name>`; the trainer reads it with
-the other metrics and raises `JudgeOutputError` naming the judge and the
-step (`raise_on_invalid`), whatever its nan_policy.
+turns every bad value into NaN (so the step's loss is not finite either)
+and counts them in a metric named after the judge,
+`invalid_judge_values/<name>`; the trainer reads it with the other metrics
+and raises `JudgeOutputError` naming the judge and the step
+(`raise_on_invalid`), whatever its nan_policy, before any checkpoint holds
+that step.
 """
 
 from __future__ import annotations
