@@ -67,6 +67,13 @@ def _pointwise_refused(what: str) -> ConfigError:
       "reward.RewardLayoutConfig), HostRewardFn or JaxReward.")
 
 
+def _reward_as(kind: str, judge: pointwise.RewardJudge) -> Judge:
+  """A reward as the judge `kind` asks for: itself, or σ(r(y) − r(y'))."""
+  if kind == "pointwise":
+    return judge
+  return pairwise.RewardDifferenceJudge(judge, name=f"{judge.name}, pairwise")
+
+
 def text_codec(data: Any, judge_name: str,
                prompt_text: Optional[Callable] = None) -> host.TextCodec:
   """Host decoding with the data's SentencePiece vocabulary.
@@ -121,10 +128,8 @@ class LearnedJudge:
         raise _pointwise_refused("The preference model")
       return pairwise.PreferenceModelJudge(
           net, preference.make_layout(self.layout, data))
-    judge = pointwise.RewardModelJudge(net,
-                                       reward.make_layout(self.layout, data))
-    return judge if kind == "pointwise" else pairwise.RewardDifferenceJudge(
-        judge, name="reward model, pairwise")
+    return _reward_as(kind, pointwise.RewardModelJudge(
+        net, reward.make_layout(self.layout, data)))
 
   def load(self, abstract):
     return checkpointing.restore_params(self.checkpoint, abstract)
@@ -248,9 +253,8 @@ class HostRewardFn(_OfFunction):
   def build(self, data, mesh, kind):
     _check_kind(kind)
     name = self.name or text.judge_name(self.fn)
-    judge = host.HostReward(self.fn, text_codec(data, name), mesh, name)
-    return judge if kind == "pointwise" else pairwise.RewardDifferenceJudge(
-        judge, name=f"{name}, pairwise")
+    return _reward_as(kind, host.HostReward(self.fn, text_codec(data, name),
+                                            mesh, name))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -283,9 +287,7 @@ class JaxReward(_OfFunction):
   def build(self, data, mesh, kind):
     del data, mesh
     _check_kind(kind)
-    judge = pointwise.FunctionReward(self.fn, self.name)
-    return judge if kind == "pointwise" else pairwise.RewardDifferenceJudge(
-        judge, name=f"{judge.name}, pairwise")
+    return _reward_as(kind, pointwise.FunctionReward(self.fn, self.name))
 
 
 @dataclasses.dataclass(frozen=True)
