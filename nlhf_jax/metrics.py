@@ -3,9 +3,11 @@
 Only process 0 writes. `metrics.jsonl` (one JSON object per line:
 {"step", "split", <metric>: value}) is always written and is what plots and
 tests read; a resumed run appends to it, so a step redone after a crash
-appears twice (the later line wins). TensorBoard summaries go through
-`clu.metric_writers` when it can be imported (it needs `tensorflow` and
-`tensorboard`); otherwise a one-line notice says why they are skipped.
+appears twice (the later line wins). TensorBoard summaries of a local
+workdir are written by `tensorboard_events` without TensorFlow; a remote
+one (gs://...) goes through `clu.metric_writers` (TensorFlow's file
+systems), and where that cannot be imported a one-line notice says why the
+summaries are skipped.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import time
 from typing import Any, Mapping, Optional
 
 import jax
+
+from nlhf_jax import tensorboard_events
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -104,13 +108,16 @@ class MetricWriter:
 
 
 def _tensorboard_writer(workdir: str) -> Any:
+  logdir = os.path.join(workdir, "tensorboard")
+  if "://" not in workdir:
+    return tensorboard_events.ScalarEventWriter(logdir)
   try:
     from clu import metric_writers  # pylint: disable=g-import-not-at-top
   except ImportError as e:
     print(f"TensorBoard summaries disabled ({e}); metrics are in "
           f"{os.path.join(workdir, METRICS_FILE)}.", flush=True)
     return None
-  return metric_writers.SummaryWriter(os.path.join(workdir, "tensorboard"))
+  return metric_writers.SummaryWriter(logdir)
 
 
 def read_metrics(workdir: str, split: Optional[str] = None

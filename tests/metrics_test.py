@@ -1,4 +1,8 @@
-"""Tests for console progress lines and metrics.jsonl."""
+"""Tests for console progress lines, metrics.jsonl and TensorBoard."""
+
+import os
+import subprocess
+import sys
 
 from nlhf_jax import metrics
 
@@ -36,18 +40,37 @@ def test_jsonl_writer_appends_and_reader_keeps_last_per_step(tmp_path):
 
 
 def test_tensorboard_summaries_read_back(tmp_path):
-  # clu's SummaryWriter (TensorFlow + tensorboard, both installed).
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  """TensorBoard's own reader sees the scalars as tf.summary.scalar writes
+  them (float32 tensors of the scalars plugin), across a resumed run."""
   from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+  from tensorboard.util import tensor_util  # pylint: disable=g-import-not-at-top
   writer = metrics.MetricWriter(str(tmp_path), tensorboard=True)
   writer.write(3, "train", {"loss": 2.5})
   writer.write(6, "train", {"loss": 1.25})
   writer.write(6, "eval", {"accuracy": 0.75})
   writer.close()
+  resumed = metrics.MetricWriter(str(tmp_path), tensorboard=True)
+  resumed.write(9, "train", {"loss": 0.5})
+  resumed.close()
   events = event_accumulator.EventAccumulator(str(tmp_path / "tensorboard"))
   events.Reload()
-  got = {tag: [(e.step, float(tf.make_ndarray(e.tensor_proto)))
+  got = {tag: [(e.step, float(tensor_util.make_ndarray(e.tensor_proto)))
                for e in events.Tensors(tag)]
          for tag in events.Tags()["tensors"]}
-  assert got == {"train/loss": [(3, 2.5), (6, 1.25)],
+  assert got == {"train/loss": [(3, 2.5), (6, 1.25), (9, 0.5)],
                  "eval/accuracy": [(6, 0.75)]}
+  metadata = events.SummaryMetadata("train/loss")
+  assert metadata.plugin_data.plugin_name == "scalars"
+
+
+def test_tensorboard_summaries_import_no_tensorflow(tmp_path):
+  """Checked in a fresh interpreter (this one may hold TensorFlow)."""
+  code = ("import sys\n"
+          "from nlhf_jax import metrics\n"
+          f"w = metrics.MetricWriter({str(tmp_path)!r})\n"
+          "w.write(1, 'train', {'loss': 1.0}); w.close()\n"
+          "print('tensorflow' in sys.modules)\n")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                       text=True, check=True, env=dict(os.environ))
+  assert out.stdout.strip().splitlines()[-1] == "False", out.stderr
+  assert os.listdir(tmp_path / "tensorboard")

@@ -114,13 +114,11 @@ def test_every_stage_writes_its_run_spec(world, stages):
 def test_nash_ema_resumes_with_its_ema_state(world, stages):
   straight = str(stages[0] / "ema_straight")
   resumed = str(stages[0] / "ema_resumed")
-  full = _online("nash_ema.gin", straight, world, stages, 20,
-                 ["--gin.EMA_DECAY=0.5"])
-  _online("nash_ema.gin", resumed, world, stages, 10,
-          ["--gin.EMA_DECAY=0.5"])
-  again = _online("nash_ema.gin", resumed, world, stages, 20,
-                  ["--gin.EMA_DECAY=0.5"])
-  assert again.step == 20
+  every_four = ["--gin.EMA_DECAY=0.5", "--gin.CHECKPOINT_EVERY=4"]
+  full = _online("nash_ema.gin", straight, world, stages, 8, every_four)
+  _online("nash_ema.gin", resumed, world, stages, 4, every_four)
+  again = _online("nash_ema.gin", resumed, world, stages, 8, every_four)
+  assert again.step == 8
   for a, b in zip(jax.tree.leaves(full.state.ema_params),
                   jax.tree.leaves(again.state.ema_params)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
