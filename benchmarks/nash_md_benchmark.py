@@ -211,12 +211,15 @@ def time_split(pieces: Pieces, warmup: int, repeats: int) -> dict[str, Any]:
   med = {k: v["median_s"] for k, v in timed.items()}
   update_s = max(med["judging_and_update"] - med["judging"], 0.0)
   total = med["sampling"] + med["judging_and_update"]
+  # Shares of the three reported parts (update_s is clamped at 0 when
+  # judging alone timed slower than judging + update).
+  parts = med["sampling"] + med["judging"] + update_s
   return {
       "sampling_s": med["sampling"], "judging_s": med["judging"],
       "update_s": update_s, "sum_of_parts_s": total,
-      "fraction": {"sampling": med["sampling"] / total,
-                   "judging": med["judging"] / total,
-                   "update": update_s / total},
+      "fraction": {"sampling": med["sampling"] / parts,
+                   "judging": med["judging"] / parts,
+                   "update": update_s / parts},
       "timings": timed,
   }
 

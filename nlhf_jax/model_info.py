@@ -34,9 +34,11 @@ def count_params(config: t5.T5Config, scorer: bool = False) -> int:
 
 
 def describe(model: t5.T5Config, mesh: partitioning.MeshConfig,
-             workdir: Optional[str] = None, seed: int = 0) -> dict[str, Any]:
-  """Initialises `model` sharded on `mesh` and reports its layout.
+             workdir: Optional[str] = None) -> dict[str, Any]:
+  """Reports how `model`'s parameters are laid out on `mesh`.
 
+  Shapes only (`jax.eval_shape`): nothing is initialised or allocated, so
+  any size can be described on any machine with the mesh's device count.
   Prints the parameter count and mesh, and writes `model_info.txt` (one line
   per parameter: shape, per-device shard shape, mesh axes) into `workdir`
   from process 0.
@@ -44,14 +46,13 @@ def describe(model: t5.T5Config, mesh: partitioning.MeshConfig,
   Returns:
     {'num_params': int, 'mesh': {axis: size}, 'report': str}.
   """
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
   device_mesh = partitioning.make_mesh(mesh)
-  net = t5.T5(model)
-  tokens = jnp.ones((1, 8), jnp.int32)
-  params, shardings = partitioning.sharded_init(
-      lambda: net.init(jax.random.PRNGKey(seed), tokens, tokens)["params"],
-      device_mesh)
+  boxed = abstract_params(model)
+  shardings = partitioning.logical_shardings(boxed, device_mesh)
+  params = nn.unbox(boxed)
   report = partitioning.parameter_report(params, shardings)
-  num = sum(x.size for x in jax.tree.leaves(params))
+  num = sum(math.prod(x.shape) for x in jax.tree.leaves(params))
   info = {"num_params": num, "mesh": dict(device_mesh.shape),
           "report": report}
   if jax.process_index() == 0:

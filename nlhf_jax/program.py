@@ -37,6 +37,7 @@ from jax.sharding import NamedSharding
 import optax
 
 from nlhf_jax import partitioning
+from nlhf_jax import stage_timing
 from nlhf_jax import train_state as train_state_lib
 
 PyTree = Any
@@ -105,6 +106,9 @@ class Program:
     abstract_frozen: a `Frozen` of abstract parameters with shardings, or
       None for a step without frozen models.
     step: the jitted guarded step (module docstring).
+    stage_prefixes: {stage: the step's prefix program up to that stage's
+      mark} (`stage_timing`; same arguments as `step`, nothing donated),
+      or None for a step without stage marks.
   """
 
   mesh: Mesh
@@ -113,6 +117,7 @@ class Program:
   batch_sharding: NamedSharding
   abstract_frozen: Optional[Frozen]
   step: Any
+  stage_prefixes: Optional[Mapping[str, Any]]
   _init_fn: BoxedInit
   _tx: optax.GradientTransformation
   _with_ema: bool
@@ -166,7 +171,7 @@ class Program:
 def build(*, mesh: Mesh, init_fn: BoxedInit,
           tx: optax.GradientTransformation, step_fn: Callable[..., Any],
           with_ema: bool = False, frozen_init: Optional[Frozen] = None,
-          skip_nonfinite: bool = False,
+          skip_nonfinite: bool = False, timed_stages: bool = False,
           rules=partitioning.LOGICAL_AXIS_RULES) -> Program:
   """The Program of one algorithm's step on `mesh` (module docstring).
 
@@ -181,6 +186,8 @@ def build(*, mesh: Mesh, init_fn: BoxedInit,
     frozen_init: a `Frozen` of boxed initialisers of the frozen models
       (fields left None stay None), or None for a supervised step.
     skip_nonfinite: discard updates whose loss is not finite.
+    timed_stages: `step_fn` marks its sampling and judging stages
+      (`stage_timing.mark`): build their prefix programs.
     rules: logical-axis rules.
 
   Returns:
@@ -202,10 +209,18 @@ def build(*, mesh: Mesh, init_fn: BoxedInit,
   step = jax.jit(_guarded(step_fn, skip_nonfinite, traces),
                  in_shardings=(state_sh, batch_sh, replicated) + frozen_sh,
                  out_shardings=(state_sh, replicated), donate_argnums=0)
+  prefixes = None
+  if timed_stages:
+    plain = _guarded(step_fn, False, [0])  # Not counted as step traces.
+    prefixes = {stage: jax.jit(stage_timing.prefix(plain, stage),
+                               in_shardings=(state_sh, batch_sh, replicated)
+                               + frozen_sh)
+                for stage in stage_timing.MARKED_STAGES}
   return Program(
       mesh=mesh,
       abstract_state=partitioning.abstract_with_shardings(abstract,
                                                          state_sh),
       state_shardings=state_sh, batch_sharding=batch_sh,
-      abstract_frozen=abstract_frozen, step=step, _init_fn=init_fn, _tx=tx,
+      abstract_frozen=abstract_frozen, step=step, stage_prefixes=prefixes,
+      _init_fn=init_fn, _tx=tx,
       _with_ema=with_ema, _traces=traces)

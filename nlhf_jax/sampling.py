@@ -58,6 +58,7 @@ import jax.numpy as jnp
 
 from nlhf_jax import errors
 from nlhf_jax import mixtures
+from nlhf_jax.models import layers
 from nlhf_jax.models import t5
 from nlhf_jax.tokens import EOS_ID, PAD_ID
 
@@ -252,16 +253,17 @@ def _write(buf: Array, step: Array, column: Array) -> Array:
 def _constrain_cache(cache: Any) -> Any:
   """Keeps KV caches batch-sharded (no-op outside a mesh).
 
-  Unrolled stacks hold [b, L, h, d] per layer, `scan_layers` stacks
-  [layers, b, L, h, d].
+  Unrolled stacks hold [b, L, h, d] (self-attention) and [b, h, t, d]
+  (cross-attention) per layer, `scan_layers` stacks a leading layer axis.
   """
-  kv_axes = ("act_batch", "act_length", "act_heads", "act_kv")
+  axes_of = {"cached_key": layers.ACT_BTHD, "cached_value": layers.ACT_BTHD,
+             "cross_key": layers.ACT_BHTD, "cross_value": layers.ACT_BHTD}
 
   def one(path, x):
-    name = getattr(path[-1], "key", None)
-    if name not in ("cached_key", "cached_value") or x.ndim < 4:
+    axes = axes_of.get(getattr(path[-1], "key", None))
+    if axes is None or x.ndim < 4:
       return x
-    return nn.with_logical_constraint(x, (None,) * (x.ndim - 4) + kv_axes)
+    return nn.with_logical_constraint(x, (None,) * (x.ndim - 4) + axes)
 
   return jax.tree_util.tree_map_with_path(one, cache)
 
@@ -374,7 +376,8 @@ def _initial_carry(decoders: tuple[_Decoder, ...], enc_tokens: Array,
     return nn.with_logical_constraint(jnp.zeros(shape, dtype), axes)
 
   caches = tuple(
-      _constrain_cache(t5.init_decode_cache(d.model, d.params, b, t, max_len))
+      _constrain_cache(t5.init_decode_cache(d.model, d.params, d.encoded,
+                                            enc_tokens, max_len))
       if use_kv_cache else None for d in decoders)
   return _Carry(
       step=jnp.zeros((), jnp.int32), done=jnp.zeros((b,), bool),

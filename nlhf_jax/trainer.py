@@ -45,6 +45,7 @@ from nlhf_jax import metrics as metrics_lib
 from nlhf_jax import optimizers
 from nlhf_jax import partitioning
 from nlhf_jax import program as program_lib
+from nlhf_jax import stage_timing
 from nlhf_jax import train_state as train_state_lib
 from nlhf_jax.data import iterators as data_iterators
 from nlhf_jax.errors import ConfigError
@@ -73,6 +74,9 @@ class TrainConfig:
       error naming the step) or 'skip' (the update is discarded, counted in
       the `skipped_nonfinite` metric).
     tensorboard: also write TensorBoard summaries.
+    stage_timing_every: every this many steps, time the step's sampling,
+      judging and update (`stage_timing`; online steps only; 0: never).
+      Logged under the split "timing", summarised at the end.
     optimizer: optimizer and learning-rate schedule.
     checkpoint: checkpoint interval and retention.
   """
@@ -86,6 +90,7 @@ class TrainConfig:
   eval_batch_size: int = 0
   nan_policy: str = "stop"
   tensorboard: bool = True
+  stage_timing_every: int = 100
   optimizer: optimizers.OptimizerConfig = optimizers.OptimizerConfig()
   checkpoint: checkpointing.CheckpointConfig = (
       checkpointing.CheckpointConfig())
@@ -94,7 +99,8 @@ class TrainConfig:
     for name in ("steps", "batch_size", "log_every"):
       errors.check_at_least(self, name, getattr(self, name), 1,
                             integer=True)
-    for name in ("eval_every", "eval_batches", "eval_batch_size"):
+    for name in ("eval_every", "eval_batches", "eval_batch_size",
+                 "stage_timing_every"):
       errors.check_non_negative(self, name, getattr(self, name),
                                 integer=True)
     errors.check_choice(self, "nan_policy", self.nan_policy, NAN_POLICIES)
@@ -212,20 +218,23 @@ def check_batch_fits(config: TrainConfig, mesh: Mesh) -> None:
 def build_program(config: TrainConfig, mesh: Mesh,
                   init_fn: Callable[[], Any], step_fn: StepFn, *,
                   with_ema: bool = False,
-                  frozen_init: Optional[Frozen] = None
-                  ) -> program_lib.Program:
+                  frozen_init: Optional[Frozen] = None,
+                  timed_stages: bool = False) -> program_lib.Program:
   """The Program this run's settings make of an algorithm's step.
 
   The optimizer is `config.optimizer` with its schedule over
   `config.steps`; `nan_policy='skip'` discards non-finite updates inside
-  the step. Checks the batch sizes against the mesh first.
+  the step; `timed_stages` (a step with `stage_timing` marks) builds the
+  prefix programs `stage_timing_every` uses. Checks the batch sizes against
+  the mesh first.
   """
   check_batch_fits(config, mesh)
   return program_lib.build(
       mesh=mesh, init_fn=init_fn,
       tx=optimizers.make_optimizer(config.optimizer, config.steps),
       step_fn=step_fn, with_ema=with_ema, frozen_init=frozen_init,
-      skip_nonfinite=config.nan_policy == "skip")
+      skip_nonfinite=config.nan_policy == "skip",
+      timed_stages=timed_stages and config.stage_timing_every > 0)
 
 
 def _initial_state(workdir: str, program: program_lib.Program,
@@ -326,6 +335,10 @@ class _TrainLoop:
     self.is_primary = jax.process_index() == 0
     self.train_metrics, self.eval_metrics = {}, {}
     self.last_saved = start
+    self.start = start
+    self.stage_timer = None
+    if program.stage_prefixes and config.stage_timing_every:
+      self.stage_timer = stage_timing.StageTimer(program.stage_prefixes)
 
   def drain(self) -> None:
     """Reads the pending step metrics (raises on a non-finite loss)."""
@@ -361,6 +374,23 @@ class _TrainLoop:
                        preempted, self.window.skipped,
                        self.program.num_traces)
 
+  def take_step(self, state: TrainState, batch: dict, step: int) -> Any:
+    """Runs step `step` (1-based); times its stages when that is due.
+
+    Never the first step of this process (it compiles).
+    """
+    args = (state, batch, self.base_rng, *self.frozen_args)
+    every = self.config.stage_timing_every
+    if (self.stage_timer is None or step % every or
+        step == self.start + 1):
+      return self.program.step(*args)
+    out, record = self.stage_timer.measure(
+        args, lambda: self.program.step(*args))
+    self.writer.write(step, "timing", record)
+    if self.is_primary:
+      print(stage_timing.line(step, record), flush=True)
+    return out
+
   def after_step(self, state: TrainState, step: int) -> None:
     """Logging, evaluation and checkpointing due after `step`."""
     config = self.config
@@ -380,8 +410,7 @@ class _TrainLoop:
     with checkpointing.PreemptionWatcher() as watcher:
       while step < self.config.steps:
         batch = _device_batch(next(self.train_data), self.batch_sharding)
-        state, metrics = self.program.step(state, batch, self.base_rng,
-                                           *self.frozen_args)
+        state, metrics = self.take_step(state, batch, step + 1)
         step += 1
         self.window.add(step, metrics)
         self.after_step(state, step)
@@ -396,4 +425,8 @@ class _TrainLoop:
           return self.result(state, step, preempted=True)
     if self.evaluator is not None:
       self.run_eval(state, step)
+    if self.stage_timer is not None and self.is_primary:
+      summary = self.stage_timer.summary()
+      if summary:
+        print(summary, flush=True)
     return self.result(state, step, preempted=False)

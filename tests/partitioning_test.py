@@ -112,15 +112,25 @@ def _sharded_logits(mesh_cfg, batch):
   return params, np.asarray(logits)
 
 
-@pytest.mark.parametrize("shape", [(1, 1, 8), (2, 1, 4), (8, 1, 1),
-                                   (2, 2, 2)])
-def test_same_logits_on_every_mesh_and_really_sharded(shape, batch):
+@pytest.fixture(scope="module")
+def unsharded(batch):
+  """(parameters, logits) of the same initialisation on one device."""
   reference_model = T5(CFG)
   enc, dec = batch
-  ref_params = nn.unbox(reference_model.init(
-      jax.random.PRNGKey(2), jnp.asarray(enc), jnp.asarray(dec))["params"])
-  expected = reference_model.apply({"params": ref_params}, enc, dec)
 
+  def init_and_apply(enc, dec):
+    params = nn.unbox(reference_model.init(jax.random.PRNGKey(2), enc,
+                                           dec)["params"])
+    return params, reference_model.apply({"params": params}, enc, dec)
+
+  return jax.device_get(jax.jit(init_and_apply)(enc, dec))
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 8), (2, 1, 4), (8, 1, 1),
+                                   (2, 2, 2)])
+def test_same_logits_on_every_mesh_and_really_sharded(shape, batch,
+                                                      unsharded):
+  ref_params, expected = unsharded
   params, logits = _sharded_logits(partitioning.MeshConfig(*shape), batch)
   np.testing.assert_allclose(logits, expected, atol=1e-5)
 
@@ -142,9 +152,10 @@ def test_parameter_report_lists_every_parameter():
   mesh = partitioning.make_mesh(partitioning.MeshConfig(2, 2, 2))
   model = T5(CFG)
   tokens = jnp.ones((1, 4), jnp.int32)
-  params, shardings = partitioning.sharded_init(
-      lambda: model.init(jax.random.PRNGKey(0), tokens, tokens)["params"],
-      mesh)
+  boxed = jax.eval_shape(
+      lambda: model.init(jax.random.PRNGKey(0), tokens, tokens)["params"])
+  shardings = partitioning.logical_shardings(boxed, mesh)
+  params = nn.unbox(boxed)  # Shapes are all the report reads.
   report = partitioning.parameter_report(params, shardings)
   assert len(report.splitlines()) == len(jax.tree.leaves(params))
   assert "encoder/layers_0/mlp/wi_0/kernel\tshape=(64, 128)\t" \

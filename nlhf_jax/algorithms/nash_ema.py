@@ -18,6 +18,7 @@ import jax
 from nlhf_jax import errors
 from nlhf_jax import mixtures
 from nlhf_jax import sampling
+from nlhf_jax import stage_timing
 from nlhf_jax.algorithms import nash_md
 from nlhf_jax.algorithms import online
 from nlhf_jax.judges import pairwise
@@ -62,6 +63,7 @@ def make_train_step(policy: t5.T5, reference: t5.T5,
         frozen.reference, prompts, rng_y, 0.0, sampling_config)
     y2 = sampling.sample(policy, state.ema_params, prompts, rng_opp,
                          sampling_config)
+    y, y2 = stage_timing.mark("sampling", (y, y2))
     new_state, metrics = nash_md.preference_update(
         policy, judge, config.tau, state, prompts, y, y2, frozen)
     ema = mixtures.ema_update(new_state.ema_params, new_state.params,

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from nlhf_jax import errors
+from nlhf_jax import stage_timing
 from nlhf_jax.algorithms import online
 from nlhf_jax.algorithms import policy_gradient as pg
 from nlhf_jax.judges import pairwise
@@ -55,8 +56,8 @@ def preference_update(policy: t5.T5, judge: pairwise.PairJudge, tau: float,
 
   Shared by Nash-MD-PG and Nash-EMA-PG (they differ only in y').
   """
-  p, judge_metrics = pairwise.preference(judge, frozen.judge, prompts_bt,
-                                         y.tokens, y2.tokens)
+  p, judge_metrics = stage_timing.mark("judging", pairwise.preference(
+      judge, frozen.judge, prompts_bt, y.tokens, y2.tokens))
   logp_ref = y.reference_log_probs
 
   def loss_fn(params):
@@ -97,9 +98,9 @@ def make_train_step(policy: t5.T5, reference: t5.T5,
 
   def step(state, batch, rng, frozen):
     prompts = batch["encoder_input_tokens"]
-    y, y2 = online.sample_policy_and_mixture(
+    y, y2 = stage_timing.mark("sampling", online.sample_policy_and_mixture(
         policy, state.params, reference, frozen.reference, prompts, rng,
-        config.beta, sampling_config)
+        config.beta, sampling_config))
     return preference_update(policy, judge, config.tau, state, prompts, y,
                              y2, frozen)
 

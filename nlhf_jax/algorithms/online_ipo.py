@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from nlhf_jax import errors
+from nlhf_jax import stage_timing
 from nlhf_jax.algorithms import online
 from nlhf_jax.algorithms import policy_gradient as pg
 from nlhf_jax.judges import pairwise
@@ -46,11 +47,11 @@ def make_train_step(policy: t5.T5, reference: t5.T5,
 
   def step(state, batch, rng, frozen):
     prompts = batch["encoder_input_tokens"]
-    y, y2 = online.sample_policy_and_mixture(
+    y, y2 = stage_timing.mark("sampling", online.sample_policy_and_mixture(
         policy, state.params, reference, frozen.reference, prompts, rng,
-        0.0, sampling_config)
-    p, judge_metrics = pairwise.preference(judge, frozen.judge, prompts,
-                                           y.tokens, y2.tokens)
+        0.0, sampling_config))
+    p, judge_metrics = stage_timing.mark("judging", pairwise.preference(
+        judge, frozen.judge, prompts, y.tokens, y2.tokens))
 
     def loss_fn(params):
       logp, logits = online.policy_logprobs(policy, params, prompts, y)

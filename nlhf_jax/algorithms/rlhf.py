@@ -18,6 +18,7 @@ import jax.numpy as jnp
 
 from nlhf_jax import errors
 from nlhf_jax import sampling
+from nlhf_jax import stage_timing
 from nlhf_jax.algorithms import online
 from nlhf_jax.algorithms import policy_gradient as pg
 from nlhf_jax.judges import pointwise
@@ -59,11 +60,11 @@ def make_train_step(policy: t5.T5, reference: t5.T5,
 
   def step(state, batch, rng, frozen):
     prompts = batch["encoder_input_tokens"]
-    y = sampling.sample_mixture(
+    y = stage_timing.mark("sampling", sampling.sample_mixture(
         policy, jax.lax.stop_gradient(state.params), reference,
-        frozen.reference, prompts, rng, 0.0, sampling_config)
-    r, judge_metrics = pointwise.rewards(reward, frozen.judge, prompts,
-                                         y.tokens)
+        frozen.reference, prompts, rng, 0.0, sampling_config))
+    r, judge_metrics = stage_timing.mark("judging", pointwise.rewards(
+        reward, frozen.judge, prompts, y.tokens))
     signal = r - leave_one_out_baseline(r)
     logp_ref = y.reference_log_probs
 

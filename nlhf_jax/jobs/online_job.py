@@ -85,7 +85,7 @@ def online_job(*, policy: t5.T5Config, mesh: partitioning.MeshConfig,
                       responses)
   program = trainer.build_program(
       train, device_mesh, model_init.init_fn(policy_net, train.seed),
-      step_fn, with_ema=with_ema,
+      step_fn, with_ema=with_ema, timed_stages=True,
       frozen_init=train_state.Frozen(
           reference=model_init.init_fn(policy_net, 0),
           judge=in_step_judge.init_params))

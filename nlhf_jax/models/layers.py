@@ -24,6 +24,7 @@ DType = jnp.dtype
 # Logical names of activations (see partitioning.LOGICAL_AXIS_RULES).
 ACT_BTE = ("act_batch", "act_length", "act_embed")
 ACT_BTHD = ("act_batch", "act_length", "act_heads", "act_kv")
+ACT_BHTD = ("act_batch", "act_heads", "act_length", "act_kv")
 ACT_BTF = ("act_batch", "act_length", "act_mlp")
 ACT_BTV = ("act_batch", "act_length", "act_vocab")
 
@@ -130,6 +131,14 @@ class MultiHeadAttention(nn.Module):
   `cache_index`), writes the single new position and attends to all cached
   positions; masking of unwritten positions is the caller's job through
   `bias`.
+
+  Cross-attention (`static_kv=True`, keys and values from the encoder
+  output, which does not change while decoding) with `decode=True`
+  projects them once, when the cache is created (`t5.init_decode_cache`
+  runs the call that creates the variables on the real encoder output),
+  into `cross_key`, `cross_value` [b, h, t, d]: heads before positions, the
+  layout the per-step score and output products read, so a decoding step
+  neither re-projects nor transposes them.
   """
 
   num_heads: int
@@ -147,6 +156,7 @@ class MultiHeadAttention(nn.Module):
   @nn.compact
   def __call__(self, inputs_q: Array, inputs_kv: Array,
                bias: Optional[Array] = None, *, decode: bool = False,
+               static_kv: bool = False,
                enable_dropout: bool = False) -> Array:
     d_model = inputs_q.shape[-1]
     inner = self.num_heads * self.d_kv
@@ -156,27 +166,43 @@ class MultiHeadAttention(nn.Module):
     w_k = self._kernel("key", ehd, d_model ** -0.5, axes)
     w_v = self._kernel("value", ehd, d_model ** -0.5, axes)
     query = jnp.einsum("bqe,ehd->bqhd", inputs_q.astype(self.dtype), w_q)
-    key = jnp.einsum("bke,ehd->bkhd", inputs_kv.astype(self.dtype), w_k)
-    value = jnp.einsum("bke,ehd->bkhd", inputs_kv.astype(self.dtype), w_v)
     query = constrain(query, ACT_BTHD)
-    key = constrain(key, ACT_BTHD)
-    value = constrain(value, ACT_BTHD)
+    if decode and static_kv:
+      key, value = self._static_cache(inputs_kv, w_k, w_v)
+      layout = "bhkd"
+    else:
+      key = jnp.einsum("bke,ehd->bkhd", inputs_kv.astype(self.dtype), w_k)
+      value = jnp.einsum("bke,ehd->bkhd", inputs_kv.astype(self.dtype), w_v)
+      key = constrain(key, ACT_BTHD)
+      value = constrain(value, ACT_BTHD)
+      layout = "bkhd"
+      if decode:
+        key, value = self._update_cache(key, value)
 
-    if decode:
-      key, value = self._update_cache(key, value)
-
-    scores = jnp.einsum("bqhd,bkhd->bhqk", query, key,
+    scores = jnp.einsum(f"bqhd,{layout}->bhqk", query, key,
                         preferred_element_type=jnp.float32)
     if bias is not None:
       scores = scores + bias.astype(jnp.float32)
     weights = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
     if enable_dropout and self.dropout_rate > 0.0:
       weights = nn.Dropout(self.dropout_rate, deterministic=False)(weights)
-    out = jnp.einsum("bhqk,bkhd->bqhd", weights, value)
+    out = jnp.einsum(f"bhqk,{layout}->bqhd", weights, value)
     out = constrain(out, ACT_BTHD)
     w_o = self._kernel("out", (self.num_heads, self.d_kv, d_model),
                        inner ** -0.5, ("heads", "kv", "embed"))
     return jnp.einsum("bqhd,hde->bqe", out, w_o)
+
+  def _static_cache(self, inputs_kv: Array, w_k: Array,
+                    w_v: Array) -> tuple[Array, Array]:
+    """Keys and values [b, h, t, d] of `inputs_kv`, projected when created."""
+
+    def project(kernel):
+      return lambda: constrain(jnp.einsum(
+          "bke,ehd->bhkd", inputs_kv.astype(self.dtype), kernel), ACT_BHTD)
+
+    key = self.variable("cache", "cross_key", project(w_k))
+    value = self.variable("cache", "cross_value", project(w_v))
+    return key.value, value.value
 
   def _update_cache(self, key: Array, value: Array) -> tuple[Array, Array]:
     """Writes the new step's key/value at `cache_index`; returns full caches."""

@@ -150,7 +150,8 @@ class DecoderLayer(nn.Module):
     h = layers.MultiHeadAttention(
         cfg.num_heads, cfg.d_kv, cfg.dropout_rate,
         name="encoder_decoder_attention", **kw)(
-            h, encoded, cross_bias, enable_dropout=enable_dropout)
+            h, encoded, cross_bias, decode=decode, static_kv=True,
+            enable_dropout=enable_dropout)
     x = x + drop(h)
     h = layers.RMSNorm(cfg.layer_norm_epsilon, name="pre_mlp_norm", **kw)(x)
     h = layers.GatedGeluMlp(cfg.d_ff, cfg.dropout_rate, name="mlp", **kw)(
@@ -380,29 +381,31 @@ class T5Scorer(_Backbone):
     return self.score_head(h[:, 0].astype(jnp.float32))[:, 0]
 
 
-def init_decode_cache(model: T5, params, batch_size: int,
-                      encoder_length: int, max_decode_length: int):
-  """Zero KV cache for `T5.decode(..., decode=True)`, built from shapes only.
+def init_decode_cache(model: T5, params, encoded: Array,
+                      encoder_input_tokens: Array, max_decode_length: int):
+  """The cache of `T5.decode(..., decode=True)` for one encoded batch.
 
-  Returns the `cache` collection: per decoder layer `cached_key`,
-  `cached_value` [b, max_decode_length, h, d] and `cache_index`, plus the
-  decoder's `decode_step`, all zero.
+  Args:
+    model: the T5 module.
+    params: its parameters.
+    encoded: the encoder output [b, t, e] of the prompts being decoded.
+    encoder_input_tokens: those prompts [b, t].
+    max_decode_length: L, the decoding steps the cache holds.
+
+  Returns:
+    The `cache` collection: per decoder layer the self-attention's
+    `cached_key`, `cached_value` [b, L, h, d] and `cache_index` (zero), the
+    cross-attention's `cross_key`, `cross_value` [b, h, t, d] (the encoder
+    output projected once), and the decoder's `decode_step` (zero). The
+    decoder pass that creates them is discarded: under jit only the
+    projections are computed.
   """
-  cfg = model.config
-
-  def _init():
-    encoded = jnp.zeros((batch_size, encoder_length, cfg.d_model),
-                        cfg.jnp_dtype)
-    enc_tokens = jnp.ones((batch_size, encoder_length), jnp.int32)
-    dec_tokens = jnp.zeros((batch_size, max_decode_length), jnp.int32)
-    _, variables = model.apply(
-        {"params": params}, encoded, enc_tokens, dec_tokens, decode=True,
-        max_decode_length=max_decode_length, method=T5.decode,
-        mutable=["cache"])
-    return variables["cache"]
-
-  shapes = jax.eval_shape(_init)
-  return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+  dec_tokens = jnp.zeros((encoded.shape[0], max_decode_length), jnp.int32)
+  _, variables = model.apply(
+      {"params": params}, encoded, encoder_input_tokens, dec_tokens,
+      decode=True, max_decode_length=max_decode_length, method=T5.decode,
+      mutable=["cache"])
+  return variables["cache"]
 
 
 def shift_right(targets_bt: Array) -> Array:

@@ -1,6 +1,7 @@
 """End to end on the synthetic world through the gin entry point:
 SFT -> preference model -> 20 Nash-MD-PG steps on 8 fake devices (compiled
-once, finite metrics, the run spec of every stage), Nash-MD-PG against the
+once, finite metrics, seconds per stage at steps 10 and 20, the run spec of
+every stage), Nash-MD-PG against the
 exact P* (gin_configs/judges/p_star.gin, no preference model), a NaN
 judge stopping the run by its name, and
 Nash-EMA-PG resuming with its EMA state."""
@@ -62,11 +63,17 @@ def _online(gin_file, workdir, world, stages, steps, extra=()):
 
 def test_twenty_nash_md_steps(world, stages):
   workdir = str(stages[0] / "nash_md")
-  result = _online("nash_md.gin", workdir, world, stages, 20)
+  result = _online("nash_md.gin", workdir, world, stages, 20,
+                   ["--gin.STAGE_TIMING_EVERY=10"])
   assert result.step == 20
-  assert result.num_compiles == 1
+  assert result.num_compiles == 1  # The timing prefixes are not the step.
   records = [json.loads(line) for line in
              open(os.path.join(workdir, "metrics.jsonl"))]
+  timing = [r for r in records if r["split"] == "timing"]
+  assert [r["step"] for r in timing] == [10, 20], timing
+  for record in timing:
+    assert record["step_s"] > 0 and record["sampling_s"] > 0, record
+    assert all(np.isfinite(record[k]) for k in ("judging_s", "update_s"))
   train = [r for r in records if "preference_vs_opponent" in r]
   assert train, records[:3]
   for record in train:

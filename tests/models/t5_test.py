@@ -56,7 +56,7 @@ def test_cached_decoding_matches_full_forward(tiny_params):
   enc, dec = _tokens(0, (2, 7)), _tokens(1, (2, 6))
   full = model.apply({"params": tiny_params}, enc, dec)
   encoded = model.apply({"params": tiny_params}, enc, method=T5.encode)
-  cache = init_decode_cache(model, tiny_params, 2, 7, 6)
+  cache = init_decode_cache(model, tiny_params, encoded, enc, 6)
   steps = []
   for i in range(6):
     logits, mutated = model.apply(
@@ -231,7 +231,7 @@ def test_scanned_layers_match_unrolled(tiny_params, remat):
                              expected, atol=1e-5)
   # Cached decoding through the scanned stack.
   encoded = model.apply({"params": stacked}, enc, method=T5.encode)
-  cache = init_decode_cache(model, stacked, 2, 7, 5)
+  cache = init_decode_cache(model, stacked, encoded, enc, 5)
   steps = []
   for i in range(5):
     logits, mutated = model.apply(
