@@ -189,3 +189,48 @@ def test_peer_with_trl(run_cli):
                       record["ours_samples_per_s"] / peer["samples_per_s"])
   assert math.isclose(record["params_ratio"],
                       record["params_policy_ours"] / peer["params_policy"])
+
+
+def test_decode_roofline(run_cli):
+  record = run_cli("decode_roofline")
+  assert record["benchmark"] == "decode_roofline"
+  assert _positive(record["bandwidth"]["bytes_per_s"])
+  (row,) = record["rows"]
+  assert row["batch"] == 2
+  read = row["bytes_per_step"]
+  assert read["total"] == read["weights"] + read["caches"] > 0
+  for name, models in (("single", 1), ("mixture", 2)):
+    result = row[name]
+    _check_timing(result)
+    assert math.isclose(result["tokens_per_s"],
+                        2 * 4 / result["median_s"])
+    assert math.isclose(result["fraction"] * record["bandwidth"]
+                        ["bytes_per_s"], models * read["total"] * 4 /
+                        result["median_s"])
+  assert math.isclose(row["mixture_over_single"],
+                      row["mixture"]["tokens_per_s"] /
+                      row["single"]["tokens_per_s"])
+
+
+def test_alternate_runs_both_trees_and_removes_its_worktree(tmp_path):
+  """One round of `alternate` against HEAD with the matmul smoke run."""
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
+  worktrees = lambda: subprocess.run(
+      ["git", "-C", REPO_ROOT, "worktree", "list"], capture_output=True,
+      text=True, check=True).stdout
+  before = worktrees()
+  proc = subprocess.run(
+      [sys.executable, "-m", "benchmarks.alternate", "--base", "HEAD",
+       "--rounds", "1", "--field", "peak_flops_per_s.float32",
+       "benchmarks.matmul_peak", "--", "--smoke", "--dtypes", "float32"],
+      cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600,
+      check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  record = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert record["benchmark"] == "alternate"
+  base, this = record["values"]["base"], record["values"]["this"]
+  assert len(base) == len(this) == 1 and _positive(base[0])
+  assert record["runs"]["this"][0]["peak_flops_per_s"]["float32"] == this[0]
+  assert math.isclose(record["ratio"], base[0] / this[0])
+  assert "round 1/1 base" in proc.stderr
+  assert worktrees() == before
