@@ -7,7 +7,11 @@ The base commit is checked out into a temporary git worktree (removed at
 the end); each round runs `python -m <module> <args>` once from the base
 tree and once from this one (order alternating between rounds, so a drift
 of the machine's speed hits both), each in a fresh process with the base or
-this tree first on PYTHONPATH. Every run prints one JSON line (the
+this tree first on PYTHONPATH. With `--same_benchmark` the base side runs
+this tree's `benchmarks/` against the base commit's `nlhf_jax` and
+`gin_configs` (so a benchmark added since can time the old library, as
+long as it only calls what the old library has). Every run prints one
+JSON line (the
 benchmarks' `common.emit`); the record here holds each side's `--field`
 values, their medians, and `ratio` = base median / this tree's median (for a
 time: > 1 means this tree is faster). The child records are kept under
@@ -52,6 +56,15 @@ def _field(record: dict[str, Any], path: str) -> float:
   return float(value)
 
 
+def _mixed_root(base_tree: str) -> str:
+  """A folder whose `benchmarks` is this tree's and the rest the base's."""
+  root = tempfile.mkdtemp(prefix="nlhf_jax_mixed_")
+  for name in ("nlhf_jax", "gin_configs"):
+    os.symlink(os.path.join(base_tree, name), os.path.join(root, name))
+  os.symlink(os.path.join(REPO, "benchmarks"), os.path.join(root, "benchmarks"))
+  return root
+
+
 def _worktree(base: str) -> str:
   folder = tempfile.mkdtemp(prefix="nlhf_jax_base_")
   subprocess.run(["git", "-C", REPO, "worktree", "add", "--detach", folder,
@@ -63,6 +76,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--base", required=True, help="git revision to compare")
   parser.add_argument("--rounds", type=int, default=3)
+  parser.add_argument("--same_benchmark", action="store_true",
+                      help="run this tree's benchmark module on both sides")
   parser.add_argument("--field", default="median_step_s",
                       help="dotted path of the compared number in a record")
   parser.add_argument("module", help="the benchmark module, e.g. "
@@ -72,12 +87,13 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
   flags = parser.parse_args(argv)
   args = [a for a in flags.args if a != "--"]
   base_tree = _worktree(flags.base)
+  base_root = _mixed_root(base_tree) if flags.same_benchmark else base_tree
   runs: dict[str, list[dict[str, Any]]] = {"base": [], "this": []}
   try:
     for i in range(flags.rounds):
       order = ("base", "this") if i % 2 == 0 else ("this", "base")
       for side in order:
-        tree = base_tree if side == "base" else REPO
+        tree = base_root if side == "base" else REPO
         runs[side].append(_run(tree, flags.module, args))
         print(f"round {i + 1}/{flags.rounds} {side}: {flags.field} = "
               f"{_field(runs[side][-1], flags.field):.4g}", file=sys.stderr,
@@ -86,11 +102,14 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     subprocess.run(["git", "-C", REPO, "worktree", "remove", "--force",
                     base_tree], check=False, capture_output=True)
     shutil.rmtree(base_tree, ignore_errors=True)
+    if base_root != base_tree:
+      shutil.rmtree(base_root, ignore_errors=True)
   values = {side: [_field(r, flags.field) for r in recs]
             for side, recs in runs.items()}
   medians = {side: statistics.median(v) for side, v in values.items()}
   record = common.base_record("alternate", {
-      "base": flags.base, "module": flags.module, "args": args,
+      "base": flags.base, "same_benchmark": flags.same_benchmark,
+      "module": flags.module, "args": args,
       "rounds": flags.rounds, "field": flags.field})
   record.update(values=values, medians=medians,
                 ratio=medians["base"] / medians["this"], runs=runs)

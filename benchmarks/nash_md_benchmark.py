@@ -1,6 +1,6 @@
 """Nash-MD-PG train-step throughput, split into sampling, judging and update.
 
-  python -m benchmarks.nash_md_benchmark [--size matched|tiny]
+  python -m benchmarks.nash_md_benchmark [--size matched|tiny|demo]
       [--batch 8 --prompt_len 64 --new_tokens 32]
 
 Times the library step `nlhf_jax.algorithms.nash_md.make_train_step` as
@@ -28,7 +28,8 @@ within 15 % of the peer's GPT-2 (d_model 256, 4 layers, vocab 32128,
 11.65 M parameters; see `benchmarks/peer_nash_md.py`): vocab 32128,
 d_model 160, 4 heads × 40, d_ff 640, 2 + 2 layers, 12.13 M parameters.
 The preference model is a `T5Scorer` of the same config (6.99 M: T5's
-untied LM head is the difference).
+untied LM head is the difference). `--size demo` is the demo's online run
+(`DEMO`: about 0.1 M parameters, batch 32, prompts 192, responses 32).
 """
 
 from __future__ import annotations
@@ -58,6 +59,11 @@ MATCHED = t5.T5Config(vocab_size=32128, d_model=160, num_heads=4, d_kv=40,
                       dropout_rate=0.0, dtype="float32")
 TINY = t5.T5Config(vocab_size=256, d_model=32, num_heads=2, d_kv=16,
                    d_ff=64, num_encoder_layers=1, num_decoder_layers=1,
+                   dropout_rate=0.0, dtype="float32")
+# The demo's online runs (`nlhf_jax.demo.DemoConfig`): vocab 640, d_model 32,
+# 2 heads, d_ff 64, 2 + 2 layers; batch 32, prompts 192, responses 32.
+DEMO = t5.T5Config(vocab_size=640, d_model=32, num_heads=2, d_kv=16,
+                   d_ff=64, num_encoder_layers=2, num_decoder_layers=2,
                    dropout_rate=0.0, dtype="float32")
 
 
@@ -89,6 +95,9 @@ class Settings:
 
 
 TINY_SETTINGS = Settings(batch=2, prompt_len=8, new_tokens=4)
+DEMO_SETTINGS = Settings(batch=32, prompt_len=192, new_tokens=32)
+SIZES = {"matched": (MATCHED, Settings()), "tiny": (TINY, TINY_SETTINGS),
+         "demo": (DEMO, DEMO_SETTINGS)}
 
 
 @dataclasses.dataclass
@@ -268,8 +277,7 @@ def measure(config: t5.T5Config, settings: Settings, warmup: int,
 
 def add_size_flags(parser: argparse.ArgumentParser) -> None:
   """Model-size and shape flags shared with the peer comparison."""
-  parser.add_argument("--size", choices=("matched", "tiny"),
-                      default="matched")
+  parser.add_argument("--size", choices=tuple(SIZES), default="matched")
   parser.add_argument("--batch", type=int, default=None)
   parser.add_argument("--prompt_len", type=int, default=None)
   parser.add_argument("--new_tokens", type=int, default=None)
@@ -279,8 +287,7 @@ def add_size_flags(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace
                      ) -> tuple[t5.T5Config, Settings]:
   """The model config and step settings selected by the flags."""
-  config = MATCHED if args.size == "matched" else TINY
-  base = Settings() if args.size == "matched" else TINY_SETTINGS
+  config, base = SIZES[args.size]
   settings = dataclasses.replace(
       base, batch=args.batch or base.batch,
       prompt_len=args.prompt_len or base.prompt_len,
