@@ -253,17 +253,16 @@ def _write(buf: Array, step: Array, column: Array) -> Array:
 def _constrain_cache(cache: Any) -> Any:
   """Keeps KV caches batch-sharded (no-op outside a mesh).
 
-  Unrolled stacks hold [b, L, h, d] (self-attention) and [b, h, t, d]
+  Unrolled stacks hold [b, h, L, d] (self-attention) and [b, h, t, d]
   (cross-attention) per layer, `scan_layers` stacks a leading layer axis.
   """
-  axes_of = {"cached_key": layers.ACT_BTHD, "cached_value": layers.ACT_BTHD,
-             "cross_key": layers.ACT_BHTD, "cross_value": layers.ACT_BHTD}
+  names = ("cached_key", "cached_value", "cross_key", "cross_value")
 
   def one(path, x):
-    axes = axes_of.get(getattr(path[-1], "key", None))
-    if axes is None or x.ndim < 4:
+    if getattr(path[-1], "key", None) not in names or x.ndim < 4:
       return x
-    return nn.with_logical_constraint(x, (None,) * (x.ndim - 4) + axes)
+    return nn.with_logical_constraint(
+        x, (None,) * (x.ndim - 4) + layers.ACT_BHTD)
 
   return jax.tree_util.tree_map_with_path(one, cache)
 

