@@ -78,6 +78,8 @@ class Settings:
     beta: mixture coefficient β of y' ~ π^{1−β} μ^β.
     tau: KL regularisation τ.
     learning_rate: AdamW learning rate (the peer's 3e-5).
+    judge_row_chunk: the preference model's `row_chunk` (None: all rows at
+      once).
   """
 
   batch: int = 8
@@ -86,12 +88,16 @@ class Settings:
   beta: float = 0.125
   tau: float = 0.008
   learning_rate: float = 3e-5
+  judge_row_chunk: Optional[int] = None
 
   def __post_init__(self):
     for name in ("batch", "prompt_len", "new_tokens"):
       if getattr(self, name) < 1:
         raise ValueError(f"Settings.{name} must be >= 1, got "
                          f"{getattr(self, name)}.")
+    if self.judge_row_chunk is not None and self.judge_row_chunk < 1:
+      raise ValueError("Settings.judge_row_chunk must be >= 1 or None, got "
+                       f"{self.judge_row_chunk}.")
 
 
 TINY_SETTINGS = Settings(batch=2, prompt_len=8, new_tokens=4)
@@ -130,7 +136,8 @@ def build(config: t5.T5Config, settings: Settings, seed: int = 0, *,
     judge = pairwise.PreferenceModelJudge(
         t5.T5Scorer(config),
         train_step_benchmark.pair_layout(settings.prompt_len,
-                                         settings.new_tokens))
+                                         settings.new_tokens),
+        row_chunk=settings.judge_row_chunk)
   if prompts is None:
     prompts = jax.random.randint(
         jax.random.PRNGKey(seed + 1), (settings.batch, settings.prompt_len),
@@ -282,6 +289,9 @@ def add_size_flags(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--prompt_len", type=int, default=None)
   parser.add_argument("--new_tokens", type=int, default=None)
   parser.add_argument("--beta", type=float, default=0.125)
+  parser.add_argument("--judge_row_chunk", type=int, default=None,
+                      help="score the preference model's rows this many at "
+                      "a time (default: all at once)")
 
 
 def config_from_args(args: argparse.Namespace
@@ -291,7 +301,8 @@ def config_from_args(args: argparse.Namespace
   settings = dataclasses.replace(
       base, batch=args.batch or base.batch,
       prompt_len=args.prompt_len or base.prompt_len,
-      new_tokens=args.new_tokens or base.new_tokens, beta=args.beta)
+      new_tokens=args.new_tokens or base.new_tokens, beta=args.beta,
+      judge_row_chunk=args.judge_row_chunk)
   return config, settings
 
 

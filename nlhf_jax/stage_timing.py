@@ -17,13 +17,15 @@ marked: the step's own computation up to there, compiled on its own. Every
   t   = the real training step (blocked before and after),
 
 on the same state, batch and step RNG, each compiled beforehand (compile
-time excluded), and reports sampling = t_s, judging = t_j − t_s and
+time excluded) and each prefix run once untimed first (a program's first
+run after compiling pays for allocation and warm-up: in the demo it made
+the sampling prefix alone slower than the whole step), and reports sampling = t_s, judging = t_j − t_s and
 update = t − t_j. The two later ones are differences of separately run
 programs: they carry both programs' noise, can come out slightly negative
 for a cheap stage, and the prefixes lose the fusion across their end
 (their outputs are materialised), so they bound the fused step's pieces
 only approximately. The costs are two extra compilations and, at each
-measured step, the prefixes' run time.
+measured step, two runs of each prefix.
 """
 
 from __future__ import annotations
@@ -117,7 +119,9 @@ class StageTimer:
     for stage in MARKED_STAGES:
       if stage not in self._compiled:
         self._compiled[stage] = self._prefixes[stage].lower(*args).compile()
-      seconds[stage], _ = _timed(lambda s=stage: self._compiled[s](*args))
+      run = lambda s=stage: self._compiled[s](*args)
+      jax.block_until_ready(run())  # Warm-up, untimed.
+      seconds[stage], _ = _timed(run)
     step_s, out = _timed(run_step)
     record = {"sampling_s": seconds["sampling"],
               "judging_s": seconds["judging"] - seconds["sampling"],

@@ -68,3 +68,15 @@ def test_cpu_backend_file_selects_the_cpu_speedups_for_every_model(size):
   # A user's binding after the backend file still wins.
   assert _backend_choices([run, model, cpu], ["OPTIMIZER = 'adamw'"]) == (
       "cpu_barrier", "adamw")
+
+
+def test_cpu_backend_file_chunks_the_learned_judges_rows():
+  run = "gin_configs/runs/nash_md.gin"
+  model = "gin_configs/models/tiny.gin"
+  main_lib.parse_config([run, model, "gin_configs/mesh/cpu8.gin"], [])
+  with pytest.raises(ValueError):  # Unbound: the portable default (None).
+    gin.query_parameter("judges.LearnedJudge.row_chunk")
+  gin.clear_config()
+  main_lib.parse_config([run, model, "gin_configs/backends/cpu.gin"], [])
+  assert gin.query_parameter("judges.LearnedJudge.row_chunk") == 32
+  gin.clear_config()

@@ -101,11 +101,15 @@ class LearnedJudge:
     layout: `preference.LayoutConfig` (a preference model, pairwise) or
       `reward.RewardLayoutConfig` (a reward model).
     checkpoint: the judge's run (workdir or checkpoint directory).
+    row_chunk: a preference model scores its 2n rows this many at a time
+      (`pairwise.PreferenceModelJudge.row_chunk`; an XLA:CPU cache trick,
+      bound by gin_configs/backends/cpu.gin); None: all at once.
   """
 
   model: t5.T5Config
   layout: Union[preference.LayoutConfig, reward.RewardLayoutConfig]
   checkpoint: str
+  row_chunk: Optional[int] = None
 
   def __post_init__(self):
     if not isinstance(self.layout, (preference.LayoutConfig,
@@ -117,6 +121,8 @@ class LearnedJudge:
         self, "checkpoint", self.checkpoint,
         hint="gin macro JUDGE_DIR: the checkpoint of a finished preference-"
         "or reward-model stage; train that stage first")
+    errors.check_positive(self, "row_chunk", self.row_chunk, integer=True,
+                          also=(None,))
 
   def build(self, data, mesh, kind):
     del mesh
@@ -127,7 +133,8 @@ class LearnedJudge:
       if kind == "pointwise":
         raise _pointwise_refused("The preference model")
       return pairwise.PreferenceModelJudge(
-          net, preference.make_layout(self.layout, data))
+          net, preference.make_layout(self.layout, data),
+          row_chunk=self.row_chunk)
     return _reward_as(kind, pointwise.RewardModelJudge(
         net, reward.make_layout(self.layout, data)))
 
