@@ -160,7 +160,9 @@ class Lease:
       tmp = self.path.parent / f"{FILE_NAME}.tmp.{os.getpid()}"
       try:
         tmp.write_text(json.dumps(self._record))
-        tmp.rename(self.path)
+        # `replace`, not `rename`: epath's rename refuses to overwrite, so
+        # every heartbeat used to fail and left the temporary file behind.
+        tmp.replace(self.path)
       except OSError:
         pass  # A missed heartbeat only ages the lease.
 
