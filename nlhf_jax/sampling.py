@@ -366,7 +366,7 @@ def _check_inputs(models: Sequence[nn.Module], params: Sequence[Any],
 
 def _initial_carry(decoders: tuple[_Decoder, ...], enc_tokens: Array,
                    config: SamplingConfig, use_kv_cache: bool) -> _Carry:
-  b, t = enc_tokens.shape
+  b = enc_tokens.shape[0]
   max_len = config.max_decode_length
   vocab = decoders[0].model.config.vocab_size
 

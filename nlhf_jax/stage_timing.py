@@ -53,14 +53,19 @@ class _StageReached(Exception):
     self.value = value
 
 
+def _check_stage(stage: str) -> None:
+  if stage not in MARKED_STAGES:
+    raise ValueError(f"Unknown stage {stage!r}; marked stages: "
+                     f"{MARKED_STAGES}.")
+
+
 def mark(stage: str, value: T) -> T:
   """Marks the end of `stage` ("sampling" or "judging"); returns `value`.
 
   Inside a prefix program's trace for `stage` it stops the trace there and
   makes `value` the prefix program's output.
   """
-  if stage not in MARKED_STAGES:
-    raise ValueError(f"Unknown stage {stage!r}; marked stages: {MARKED_STAGES}.")
+  _check_stage(stage)
   if getattr(_probe, "stage", None) == stage:
     raise _StageReached(value)
   return value
@@ -71,8 +76,7 @@ def prefix(step_fn: Callable[..., Any], stage: str) -> Callable[..., Any]:
 
   Raises ValueError (when traced) if the step never marks `stage`.
   """
-  if stage not in MARKED_STAGES:
-    raise ValueError(f"Unknown stage {stage!r}; marked stages: {MARKED_STAGES}.")
+  _check_stage(stage)
 
   def run(*args):
     _probe.stage = stage
