@@ -145,10 +145,17 @@ class Program:
     return jax.jit(create, in_shardings=(self.state_shardings.params,),
                    out_shardings=self.state_shardings)(params)
 
-  def jit_eval(self, eval_step: Callable[..., Any]) -> Any:
-    """`eval_step(state, batch)` jitted with this program's shardings."""
-    return jax.jit(eval_step,
-                   in_shardings=(self.state_shardings, self.batch_sharding))
+  def jit_eval(self, eval_step: Callable[..., Any],
+               with_frozen: bool = False) -> Any:
+    """`eval_step(state, batch[, frozen])` jitted with this program's
+    shardings."""
+    shardings = (self.state_shardings, self.batch_sharding)
+    if with_frozen:
+      if self.abstract_frozen is None:
+        raise ValueError("An evaluator that reads the frozen models needs a "
+                         "program built with frozen_init.")
+      shardings += (self.frozen_shardings,)
+    return jax.jit(eval_step, in_shardings=shardings)
 
   def abstract_args(self, batch: Mapping[str, jax.ShapeDtypeStruct]
                     ) -> tuple[Any, ...]:

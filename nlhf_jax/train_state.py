@@ -78,15 +78,18 @@ class Evaluator:
   """Evaluation of an algorithm (returned by its `make_evaluator`).
 
   Attributes:
-    step: (state, batch) -> {name: per-example array [b]}; jitted by the
-      trainer. Rows with `batch['valid'] == False` (padding) are dropped.
+    step: (state, batch[, frozen]) -> {name: per-example array [b]};
+      jitted by the trainer. Rows with `batch['valid'] == False` (padding)
+      are dropped.
     summarize: per-example arrays of the whole evaluation (NumPy) -> scalar
       metrics.
+    uses_frozen: `step` also takes the frozen models (`Frozen`, e.g. the
+      reference μ) as a third argument.
   """
 
-  step: Callable[[TrainState, Mapping[str, jax.Array]],
-                 dict[str, jax.Array]]
+  step: Callable[..., dict[str, jax.Array]]
   summarize: Callable[[Mapping[str, np.ndarray]], dict[str, float]]
+  uses_frozen: bool = False
 
 
 class Frozen(struct.PyTreeNode):

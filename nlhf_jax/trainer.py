@@ -326,7 +326,10 @@ class _TrainLoop:
     self.frozen_args = () if frozen is None else (frozen,)
     self.eval_step = None
     if evaluator is not None:
-      self.eval_step = program.jit_eval(evaluator.step)
+      eval_step = program.jit_eval(evaluator.step, evaluator.uses_frozen)
+      frozen_args = self.frozen_args if evaluator.uses_frozen else ()
+      self.eval_step = lambda state, batch: eval_step(state, batch,
+                                                      *frozen_args)
     self.base_rng = jax.device_put(jax.random.PRNGKey(config.seed),
                                    partitioning.replicated(program.mesh))
     self.window = _MetricWindow(config.nan_policy)

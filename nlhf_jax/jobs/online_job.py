@@ -19,7 +19,7 @@ says which judge it takes. So a new online algorithm is one module under
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Optional, Protocol
 
 from nlhf_jax import checkpointing
 from nlhf_jax import errors
@@ -39,6 +39,14 @@ PROGRESS = ("loss", "preference_vs_opponent", "reward", "kl_to_reference",
 StepFactory = Callable[..., train_state.StepFn]
 
 
+class Evaluation(Protocol):
+  """An online run's evaluation (gin: `online_job.evaluation`)."""
+
+  def build(self, policy: t5.T5, algorithm: Any,
+            data: Any) -> train_state.Evaluator:
+    """The Evaluator of this run (its step may read the frozen models)."""
+
+
 def judge_kind(algorithm: Any) -> str:
   """'pairwise' or 'pointwise': the judge an algorithm's config asks for."""
   kind = getattr(algorithm, "judge_kind", None)
@@ -54,7 +62,9 @@ def online_job(*, policy: t5.T5Config, mesh: partitioning.MeshConfig,
                sft_dir: str, judge: judges.JudgeConfig,
                make_step: StepFactory, algorithm: Any,
                responses: online.ResponseConfig,
-               with_ema: bool = False) -> trainer.TrainResult:
+               with_ema: bool = False,
+               evaluation: Optional[Evaluation] = None
+               ) -> trainer.TrainResult:
   """Runs one online method (bound by gin_configs/runs/online_common.gin).
 
   Args:
@@ -69,6 +79,8 @@ def online_job(*, policy: t5.T5Config, mesh: partitioning.MeshConfig,
     algorithm: the algorithm's config (e.g. `nash_md.NashMDConfig`).
     responses: decoding length and temperature.
     with_ema: keep EMA parameters in the state (Nash-EMA-PG's opponent).
+    evaluation: what to evaluate every `train.eval_every` steps and at the
+      end (e.g. `finite_world.evaluation.ExactTargets`); None: nothing.
 
   Returns:
     The TrainResult of the run.
@@ -89,10 +101,12 @@ def online_job(*, policy: t5.T5Config, mesh: partitioning.MeshConfig,
       frozen_init=train_state.Frozen(
           reference=model_init.init_fn(policy_net, 0),
           judge=in_step_judge.init_params))
+  evaluator = (None if evaluation is None else
+               evaluation.build(policy_net, algorithm, data))
   spec = run_spec.make(
       "online", models={"policy": policy}, data=data, judge=judge,
       make_step=make_step, algorithm=algorithm, responses=responses,
-      with_ema=with_ema, train=train, sft_dir=sft_dir)
+      with_ema=with_ema, train=train, sft_dir=sft_dir, evaluation=evaluation)
 
   def load_frozen():
     abstract = program.abstract_frozen
@@ -102,5 +116,6 @@ def online_job(*, policy: t5.T5Config, mesh: partitioning.MeshConfig,
 
   return training.run_training(
       config=train, workdir=workdir, program=program, spec=spec, data=data,
-      model_config=policy, init=checkpointing.InitConfig(path=sft_dir),
+      evaluator=evaluator, model_config=policy,
+      init=checkpointing.InitConfig(path=sft_dir),
       progress_keys=PROGRESS, load_frozen=load_frozen)

@@ -27,6 +27,12 @@ FORBIDDEN_IN_MODELS = ("gin", "nlhf_jax.algorithms", "nlhf_jax.jobs",
 # never through a training algorithm or a job.
 FORBIDDEN_IN_EVALUATION = ("nlhf_jax.algorithms", "nlhf_jax.jobs",
                            "nlhf_jax.trainer")
+# Finite-answer worlds sit beside the algorithms, below the jobs (which gin
+# wires them into); their populations and targets are NumPy only.
+FORBIDDEN_IN_FINITE_WORLD = ("gin", "nlhf_jax.jobs", "nlhf_jax.trainer",
+                             "nlhf_jax.main", "nlhf_jax.demo")
+FORBIDDEN_IN_EXACT_WORLD = FORBIDDEN_IN_FINITE_WORLD + ("jax", "flax",
+                                                        "nlhf_jax.models")
 
 
 def _modules(subpackage):
@@ -67,6 +73,15 @@ def test_models_import_no_algorithm_or_job(path):
                          ids=os.path.basename)
 def test_evaluation_imports_no_algorithm_job_or_trainer(path):
   assert _violations(path, FORBIDDEN_IN_EVALUATION) == []
+
+
+@pytest.mark.parametrize("path", _modules("finite_world"),
+                         ids=os.path.basename)
+def test_finite_world_imports_no_job_trainer_or_gin(path):
+  numpy_only = os.path.basename(path) in ("population.py", "targets.py")
+  forbidden = (FORBIDDEN_IN_EXACT_WORLD if numpy_only else
+               FORBIDDEN_IN_FINITE_WORLD)
+  assert _violations(path, forbidden) == []
 
 
 def test_the_checker_sees_forbidden_imports(tmp_path):
