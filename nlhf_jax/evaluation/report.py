@@ -11,6 +11,9 @@ Files written by `write_report(out_dir, result, ...)`:
   win_rates.png        heatmap (`plots.plot_win_rate_heatmap`)
   policy_stats.csv     per policy: lengths, ROUGE F1, win rate vs the
                        baseline with interval, mean win rate, KL
+  pooled_game.csv      per policy: exploitability in the game restricted
+                       to the pooled responses (± s.e.) and its mass in
+                       that game's Nash equilibrium (`exploitability`)
   curves/curve_*.png   training curves, when metric logs are given
   report.md            ties them together, with the caller's notes
 
@@ -26,6 +29,7 @@ import math
 import os
 from typing import Mapping, Sequence
 
+from nlhf_jax.evaluation import exploitability
 from nlhf_jax.evaluation import metric_logs
 from nlhf_jax.evaluation import plots
 from nlhf_jax.evaluation import rouge
@@ -46,6 +50,7 @@ class ReportFiles:
   heatmap: str
   stats_csv: str
   curves: Mapping[str, str]
+  pooled_csv: str | None = None  # None: a single policy, no pool.
 
 
 def _field(value: object) -> str:
@@ -107,6 +112,16 @@ def write_stats_csv(result: Result, path: str | os.PathLike) -> str:
   """Per-policy statistics CSV; returns the path."""
   rows = [_stats_row(result.stats[name]) for name in result.policies]
   return _write_csv(path, _stats_header(result), rows)
+
+
+def write_pooled_csv(game: exploitability.PooledGame,
+                     path: str | os.PathLike) -> str:
+  """The pooled game's per-policy figures as CSV; returns the path."""
+  rows = [[name, game.exploitability[name],
+           game.exploitability_stderr[name], game.nash_mass[name]]
+          for name in game.policies]
+  return _write_csv(path, ["policy", "exploitability", "stderr",
+                           "nash_mass"], rows)
 
 
 def _escape(text: str) -> str:
@@ -178,8 +193,23 @@ def policy_stats_markdown(result: Result, decimals: int = 3) -> str:
   return "\n".join(lines) + "\n"
 
 
+def _pooled_section(game: exploitability.PooledGame, csv_path: str) -> list:
+  return ["## Exploitability in the pooled-response game", "",
+          "Per prompt, the game restricted to the policies' sampled "
+          "responses, judged by this judge: a policy's exploitability is the "
+          "best pooled response's win rate against its response, minus ½, "
+          "averaged over prompts (± standard error). The best response may "
+          "only use pooled responses, so this is a lower bound on the "
+          "exploitability in the full game. The restricted game's Nash "
+          "equilibrium (exploitability "
+          f"{game.nash_exploitability:.1e}) puts the mass shown on each "
+          "policy's responses.", "", exploitability.markdown(game),
+          f"Data: [{csv_path}]({csv_path}).", ""]
+
+
 def _report_text(result: Result, title: str, files: Mapping[str, str],
-                 curves: Mapping[str, str], notes: str, out_dir: str) -> str:
+                 curves: Mapping[str, str], notes: str, out_dir: str,
+                 game: exploitability.PooledGame | None) -> str:
   rel = {k: os.path.relpath(v, out_dir) for k, v in files.items()}
   parts = [f"# {title}", "",
            f"Policies: {', '.join(result.policies)}. Judge: "
@@ -193,6 +223,8 @@ def _report_text(result: Result, title: str, files: Mapping[str, str],
            "whitespace-separated; ROUGE: mean per-summary F1 against the "
            "references; KL: mean of per-sample estimates ± standard error.",
            ""]
+  if game is not None:
+    parts += _pooled_section(game, rel["pooled_csv"])
   if curves:
     parts += ["## Training curves", ""]
     for metric, path in curves.items():
@@ -228,6 +260,10 @@ def write_report(out_dir: str | os.PathLike, result: Result, *,
            "stats_csv": write_stats_csv(result, join("policy_stats.csv")),
            "heatmap": plots.plot_win_rate_heatmap(result,
                                                   join("win_rates.png"))}
+  game = (exploitability.pooled_game(result)
+          if len(result.policies) > 1 else None)
+  if game is not None:
+    files["pooled_csv"] = write_pooled_csv(game, join("pooled_game.csv"))
   files["matrix_markdown"] = join("win_rates.md")
   with open(files["matrix_markdown"], "w", encoding="utf-8") as f:
     f.write(win_rate_markdown(result))
@@ -237,5 +273,5 @@ def write_report(out_dir: str | os.PathLike, result: Result, *,
                                         metrics=curve_metrics)
   report_path = join("report.md")
   with open(report_path, "w", encoding="utf-8") as f:
-    f.write(_report_text(result, title, files, curves, notes, out_dir))
+    f.write(_report_text(result, title, files, curves, notes, out_dir, game))
   return ReportFiles(report=report_path, curves=curves, **files)

@@ -3,9 +3,13 @@
 Splits (SFT features of `nlhf_jax.data.iterators`, word ids of
 `tokens.WordVocabulary`):
 
-  train     `copies` rows per (prompt, offered answer): SFT on them makes
-            the reference μ about uniform over each prompt's offered
-            answers; the online jobs read only their prompts.
+  train     SFT rows: at prompt x, its j-th offered answer (of |S_x|) in
+            copies × (1 + (j + x) mod |S_x|) rows, so the reference μ
+            depends on the prompt, as a real SFT policy does (with equal
+            shares at every prompt a tiny T5 learns to ignore the prompt,
+            and RLHF then collapses onto the prompt-averaged reward
+            maximiser: README, "Finite-answer worlds"); `rotate_shares=False`
+            gives equal shares. The online jobs read only the prompts.
   outcomes  one row per (prompt x, answer k) over every answer (offered or
             not), with `prompt_index` and `answer_index`: teacher forcing
             them gives a policy's exact outcome distribution
@@ -39,13 +43,15 @@ class FiniteWorldSource(iterators.InMemorySplits):
     world: the finite-answer world.
     input_length: prompt tokens (with EOS); a longer prompt is an error.
     target_length: answer tokens (with EOS); a longer answer is an error.
-    copies: train rows per (prompt, offered answer).
+    copies: train rows per (prompt, offered answer) and share.
+    rotate_shares: rotate the answers' shares over the prompts (above).
   """
 
   world: population.World
   input_length: int = 16
   target_length: int = 4
   copies: int = 8
+  rotate_shares: bool = True
 
   eval_split = "outcomes"
 
@@ -100,7 +106,11 @@ class FiniteWorldSource(iterators.InMemorySplits):
     offered = self.world.offered_mask()[:, :-1]
     if split == "train":
       x, k = np.nonzero(offered)
-      x, k = np.repeat(x, self.copies), np.repeat(k, self.copies)
+      rank = np.cumsum(offered, -1)[x, k] - 1  # k's place among offered.
+      num = offered.sum(-1)[x]
+      shares = 1 + (rank + x) % num if self.rotate_shares else 1
+      x, k = (np.repeat(x, self.copies * shares),
+              np.repeat(k, self.copies * shares))
     elif split == self.eval_split:
       x, k = np.nonzero(np.ones_like(offered))
     else:

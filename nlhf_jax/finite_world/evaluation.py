@@ -13,7 +13,8 @@ then computes, with `targets`, from this μ:
   p_condorcet, p_borda    π_θ's mean probability of the prompts'
                  Condorcet / Borda winners (over prompts that have one);
   target_p_condorcet, target_p_borda  the same for the target;
-  policy/<x>/<outcome>    π_θ(outcome | prompt x), every prompt, outcome.
+  policy/<x>/<outcome>    π_θ(outcome | prompt x), every prompt, outcome;
+  reference/<x>/<outcome> the same for μ.
 
 Gin: `online_job.online_job.evaluation = @evaluation.ExactTargets()` and
 `EVAL_EVERY` (TrainConfig.eval_every) steps between evaluations.
@@ -106,6 +107,7 @@ def summarize_outcomes(world: population.World, target: TargetFn,
   for x in range(len(world.prompts)):
     for k, name in enumerate(world.outcomes):
       out[f"policy/{x}/{name}"] = float(pi[x, k])
+      out[f"reference/{x}/{name}"] = float(mu[x, k])
   return out
 
 

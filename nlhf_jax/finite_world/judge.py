@@ -4,9 +4,10 @@
                     algorithms: gin `JUDGE = @judges.JaxJudge()` with
                     `judges.JaxJudge.fn = @judge.exact_preference()`.
   exact_reward      the Bradley–Terry reward r_x(o(y)) RLHF's reward model
-                    converges to (`targets.bradley_terry_reward`, pairs
-                    drawn from the uniform distribution over offered
-                    answers: the SFT data's), for RLHF: `@judges.JaxReward()`.
+                    converges to (`targets.bradley_terry_reward`; its
+                    comparisons are pairs of offered answers drawn
+                    uniformly, labelled by P*), for RLHF:
+                    `@judges.JaxReward()`.
 
 The prompt x is found by exact match of the prompt tokens against the
 world's prompt rows, the outcome by `tokens.outcomes`. A prompt that is
@@ -57,18 +58,12 @@ def exact_preference(source: data_lib.FiniteWorldSource
   return p_star
 
 
-def uniform_offered(source: data_lib.FiniteWorldSource) -> np.ndarray:
-  """The SFT data's answer distribution: uniform over offered answers."""
-  offered = source.world.offered_mask().astype(np.float64)
-  return offered / offered.sum(-1, keepdims=True)
-
-
 def bradley_terry_table(source: data_lib.FiniteWorldSource) -> np.ndarray:
   """r_x(o), (X, K + 1): the fit on uniform pairs of offered answers."""
-  world = source.world
-  mu = np.maximum(uniform_offered(source), 1e-12)
-  return targets.bradley_terry_reward(world.preference(), mu,
-                                      world.offered_mask())
+  offered = source.world.offered_mask()
+  return targets.bradley_terry_reward(source.world.preference(),
+                                      targets.uniform_offered(offered),
+                                      offered)
 
 
 def exact_reward(source: data_lib.FiniteWorldSource

@@ -92,11 +92,18 @@ def bradley_terry_reward(prefs: np.ndarray, mu: np.ndarray,
   out = np.empty(mu.shape)
   for x, (p, m, o) in enumerate(zip(prefs, mu, offered)):
     idx = np.flatnonzero(o)
+    weights = np.outer(m[idx], m[idx])  # The MLE ignores their scale.
     fit = bradley_terry.fit_bradley_terry(
-        p[np.ix_(idx, idx)], pair_weights=np.outer(m[idx], m[idx]))
+        p[np.ix_(idx, idx)], pair_weights=weights / weights.max())
     out[x] = fit.min() - margin
     out[x, idx] = fit
   return out
+
+
+def uniform_offered(offered: np.ndarray) -> np.ndarray:
+  """Uniform over each prompt's offered answers, (X, n) (the SFT data's)."""
+  offered = np.asarray(offered, np.float64)
+  return offered / offered.sum(-1, keepdims=True)
 
 
 def rlhf_target(reward: np.ndarray, mu: np.ndarray, tau: float) -> np.ndarray:

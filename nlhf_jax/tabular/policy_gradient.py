@@ -11,7 +11,9 @@ Its exact gradient with respect to the logits, for h = P pi' - tau log(pi/mu),
 is grad = pi * (h - <pi, h>), which is also the expectation of the sample
 estimator grad log pi(y) (P(y > y') - 1/2 - tau log(pi(y)/mu(y))) with
 y ~ pi, y' ~ pi' (the 1/2 baseline has zero mean). This module is the
-tabular ground truth for the model-based Nash-MD-PG step.
+tabular ground truth for the model-based Nash-MD-PG step, with the same
+exact softmax ascent for RLHF (h = r - tau log(pi/mu)) and Nash-EMA-PG
+(opponent = softmax of the logits' EMA).
 """
 
 from typing import Optional
@@ -128,3 +130,83 @@ def nash_md_pg_ascent(prefs: np.ndarray,
         logits, mu, prefs, beta, tau)
     out[t + 1] = simplex.log_normalize(logits)
   return out
+
+
+def _softmax_ascent(logits: np.ndarray, num_steps: int,
+                    advantage, learning_rate: float) -> np.ndarray:
+  """theta += lr * pi (h - <pi, h>) with h = advantage(t, log pi)."""
+  out = np.empty((num_steps + 1,) + logits.shape)
+  out[0] = simplex.log_normalize(logits)
+  for t in range(num_steps):
+    pi = np.exp(out[t])
+    h = advantage(t, out[t])
+    logits = logits + learning_rate * pi * (
+        h - np.sum(pi * h, axis=-1, keepdims=True))
+    out[t + 1] = simplex.log_normalize(logits)
+  return out
+
+
+def rlhf_pg_ascent(reward: np.ndarray, mu: np.ndarray, tau: float,
+                   learning_rate: float, num_steps: int) -> np.ndarray:
+  """Exact softmax policy gradient of E_pi r - tau KL(pi, mu), from log mu.
+
+  Its only stationary point is mu exp(r / tau) / Z (tau > 0).
+
+  Args:
+    reward: r, shape (..., n).
+    mu: reference policy, shape (..., n), strictly positive.
+    tau: >= 0.
+    learning_rate: > 0.
+    num_steps: T >= 0.
+
+  Returns:
+    log-policies log pi_0..log pi_T, shape (T + 1, ..., n).
+  """
+  mu = simplex.as_policy(mu, "mu", strictly_positive=True)
+  reward = np.asarray(reward, np.float64)
+  log_mu = np.log(mu)
+  return _softmax_ascent(
+      np.broadcast_to(log_mu, np.broadcast_shapes(mu.shape, reward.shape)),
+      num_steps, lambda t, log_pi: reward - tau * (log_pi - log_mu),
+      learning_rate)
+
+
+def nash_ema_pg_ascent(prefs: np.ndarray, mu: np.ndarray, tau: float,
+                       decay: float, learning_rate: float,
+                       num_steps: int) -> np.ndarray:
+  """Tabular Nash-EMA-PG: the opponent is softmax of the logits' EMA.
+
+  theta_{t+1} = theta_t + lr * grad P_tau(pi_theta > pi_ema) with
+  ema_{t+1} = decay * ema_t + (1 - decay) * theta_{t+1}, from theta_0 =
+  ema_0 = log mu (the deep step's EMA is over parameters; on a softmax
+  table the parameters are the logits). Its interior fixed point is
+  pi*_tau.
+
+  Args:
+    prefs: shape (..., n, n).
+    mu: reference policy, shape (..., n), strictly positive.
+    tau: >= 0.
+    decay: in [0, 1).
+    learning_rate: > 0.
+    num_steps: T >= 0.
+
+  Returns:
+    log-policies log pi_0..log pi_T, shape (T + 1, ..., n).
+  """
+  prefs = games.as_preference_matrix(prefs)
+  mu = simplex.as_policy(mu, "mu", num_responses=prefs.shape[-1],
+                         strictly_positive=True)
+  if not 0 <= decay < 1:
+    raise ValueError(f"decay must lie in [0, 1); got {decay}")
+  log_mu = np.broadcast_to(np.log(mu), prefs.shape[:-1])
+  ema = [np.array(log_mu)]
+
+  def advantage(t, log_pi):
+    if t > 0:  # The EMA of the logits up to the current iterate.
+      ema[0] = decay * ema[0] + (1 - decay) * log_pi
+    opponent = simplex.softmax(ema[0])
+    return (equilibrium.preference_against(prefs, opponent) -
+            tau * (log_pi - log_mu))
+
+  return _softmax_ascent(np.array(log_mu), num_steps, advantage,
+                         learning_rate)

@@ -51,8 +51,18 @@ def test_answers_must_fit():
 
 def test_splits(source):
   train = source.arrays("train")
-  # iia offers 2 answers at prompt 0 and 3 at prompt 1, 2 copies each.
-  assert train["encoder_input_tokens"].shape == (10, 16)
+  # iia offers red, green at prompt 0 (shares 1, 2) and all three at
+  # prompt 1 (shares 2, 3, 1), 2 copies per share.
+  prompt = [source.prompt_rows().tolist().index(row)
+            for row in train["encoder_input_tokens"].tolist()]
+  answer = [source.answer_rows().tolist().index(row)
+            for row in train["decoder_target_tokens"].tolist()]
+  counts = np.zeros((2, 3), int)
+  np.add.at(counts, (prompt, answer), 1)
+  assert counts.tolist() == [[2, 4, 0], [4, 6, 2]]
+  equal = data_lib.FiniteWorldSource(source.world, copies=2,
+                                     rotate_shares=False).arrays("train")
+  assert len(equal["decoder_target_tokens"]) == 10
   outcomes = source.arrays("outcomes")
   assert outcomes[data_lib.PROMPT_INDEX].tolist() == [0, 0, 0, 1, 1, 1]
   assert outcomes[data_lib.ANSWER_INDEX].tolist() == [0, 1, 2, 0, 1, 2]

@@ -118,3 +118,27 @@ def test_bad_arguments():
     pg.nash_md_pg_expected_gradient(logits[:2], mu, prefs, 0.5, 0.1)
   with pytest.raises(ValueError, match="tau must be >= 0"):
     pg.nash_md_pg_expected_gradient(logits, mu, prefs, 0.5, -0.1)
+
+
+def test_rlhf_pg_ascent_converges_to_mu_exp_r_over_tau():
+  rng = np.random.default_rng(0)
+  mu = rng.dirichlet(np.ones(4), size=2)
+  reward = rng.normal(size=(2, 4))
+  tau = 0.5
+  logs = pg.rlhf_pg_ascent(reward, mu, tau, 2.0, 3000)
+  target = mu * np.exp(reward / tau)
+  target /= target.sum(-1, keepdims=True)
+  np.testing.assert_allclose(np.exp(logs[-1]), target, atol=1e-8)
+  np.testing.assert_allclose(np.exp(logs[0]), mu)
+
+
+def test_nash_ema_pg_ascent_converges_to_pi_star_tau():
+  rng = np.random.default_rng(1)
+  prefs = games.random_preference_matrix(4, rng)
+  mu = rng.dirichlet(np.ones(4))
+  tau = 0.3
+  logs = pg.nash_ema_pg_ascent(prefs, mu, tau, 0.9, 1.0, 6000)
+  nash = equilibrium.solve_regularized_nash(prefs, mu, tau).policy
+  np.testing.assert_allclose(np.exp(logs[-1]), nash, atol=1e-7)
+  with pytest.raises(ValueError, match="decay"):
+    pg.nash_ema_pg_ascent(prefs, mu, tau, 1.0, 1.0, 1)

@@ -1,0 +1,349 @@
+r"""Deep runs against exact targets on the finite-answer worlds.
+
+  python -m nlhf_jax.finite_worlds --out worlds_out [--worlds majority,iia]
+      [--seeds 0,1] [--methods RLHF,SP,MD1] [--steps 400] [--tau 0.05]
+      [--quick]
+
+For each world (`finite_world.population.READY`) and seed: SFT of a tiny T5
+on the world's answers (uniform over each prompt's offered answers: the
+reference μ), then every method through the gin entry point with the exact
+judge (gin_configs/worlds/), each evaluated every `--eval_every` steps
+against its exact target (`finite_world.evaluation`). Beside each deep run,
+the same algorithm's exact tabular dynamics on the same game (from the
+deep reference's outcome distribution μ): the softmax policy gradient with
+exact expected gradients (`tabular.policy_gradient`).
+
+Writes `<out>/results.json`, `<out>/table.md` (mean over seeds, with the
+range) and `<out>/kl_to_nash_<world>.png`; runs live in
+`<out>/<world>/seed<s>/<method>/`. A finished run is skipped, an
+interrupted one resumes, so re-running the command continues.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from nlhf_jax import cli
+from nlhf_jax import metrics
+from nlhf_jax import sweep
+from nlhf_jax.errors import ConfigError
+from nlhf_jax.finite_world import population
+from nlhf_jax.finite_world import targets
+from nlhf_jax.tabular import policy_gradient
+from nlhf_jax.tabular import simplex
+
+MODEL_BINDINGS = tuple(f"t5_tiny/t5.T5Config.{k}={v}" for k, v in (
+    ("vocab_size", 32), ("d_model", 64), ("num_heads", 4), ("d_kv", 16),
+    ("d_ff", 128), ("num_encoder_layers", 2), ("num_decoder_layers", 2)))
+WORLD_GIN = ("gin_configs/models/tiny.gin", "gin_configs/worlds/finite_world.gin")
+TABULAR_LEARNING_RATE = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  """One online method: its run file, judge file, bindings, tabular form.
+
+  Attributes:
+    name: label in tables.
+    run: file in gin_configs/runs/.
+    judge: file in gin_configs/worlds/.
+    bindings: extra gin bindings.
+    beta: the tabular Nash-MD-PG mixture β (None: not a Nash-MD-PG form).
+  """
+
+  name: str
+  run: str
+  judge: str = "exact_p_star.gin"
+  bindings: tuple[str, ...] = ()
+  beta: Optional[float] = None
+
+
+METHODS = (
+    Method("RLHF", "rlhf.gin", judge="exact_reward.gin"),
+    Method("SP", "nash_md.gin", bindings=("BETA=0.0",), beta=0.0),
+    Method("MD1", "nash_md.gin", bindings=("BETA=0.125",), beta=0.125),
+    Method("MD4", "nash_md.gin", bindings=("BETA=0.5",), beta=0.5),
+    Method("BR", "nash_md.gin", bindings=("BETA=1.0",), beta=1.0),
+    Method("EMA1", "nash_ema.gin"),
+    Method("IPO", "online_ipo.gin", beta=0.0),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """Sizes and hyper-parameters of every run (the defaults are the README's).
+
+  Attributes:
+    steps: online steps per run.
+    sft_steps: SFT steps.
+    tau: the KL weight τ of every method.
+    learning_rate: Adafactor relative step size of the online runs (no
+      momentum, so last iterates are not pushed around cycles).
+    batch: online batch (prompts per step).
+    eval_every: steps between exact evaluations.
+    ema_decay: Nash-EMA-PG's decay.
+  """
+
+  steps: int = 400
+  sft_steps: int = 200
+  tau: float = 0.05
+  learning_rate: float = 3e-3
+  batch: int = 32
+  eval_every: int = 20
+  ema_decay: float = 0.95
+
+  def __post_init__(self):
+    for name in ("steps", "sft_steps", "batch", "eval_every"):
+      if getattr(self, name) < 1:
+        raise ConfigError(f"--{name} must be >= 1, got {getattr(self, name)}")
+    if not self.tau > 0 or not self.learning_rate > 0:
+      raise ConfigError("--tau and --learning_rate must be > 0")
+
+
+QUICK = Settings(steps=6, sft_steps=6, batch=8, eval_every=3)
+
+
+def _common(world: str, seed: int, workdir: str) -> tuple[str, ...]:
+  return (*MODEL_BINDINGS, f"WORLD={sweep.gin_string(world)}",
+          f"SEED={seed}", f"WORKDIR={sweep.gin_string(workdir)}")
+
+
+def sft_run(world: str, seed: int, workdir: str,
+            settings: Settings) -> sweep.GinRun:
+  """SFT on the world's answers (the reference μ)."""
+  return sweep.GinRun(("gin_configs/runs/sft.gin", *WORLD_GIN), (
+      *_common(world, seed, workdir), f"TRAIN_STEPS={settings.sft_steps}",
+      "BATCH_SIZE=16", "LEARNING_RATE=0.01", "EVAL_EVERY=0",
+      f"CHECKPOINT_EVERY={settings.sft_steps}",
+      f"LOG_EVERY={settings.sft_steps}"))
+
+
+def method_run(method: Method, world: str, seed: int, workdir: str,
+               sft_dir: str, settings: Settings) -> sweep.GinRun:
+  """One online run of `method` against the world's exact judge."""
+  s = settings
+  return sweep.GinRun(
+      (f"gin_configs/runs/{method.run}", *WORLD_GIN,
+       f"gin_configs/worlds/{method.judge}"),
+      (*_common(world, seed, workdir), f"SFT_DIR={sweep.gin_string(sft_dir)}",
+       f"TRAIN_STEPS={s.steps}", f"BATCH_SIZE={s.batch}", f"TAU={s.tau}",
+       f"LEARNING_RATE={s.learning_rate}", 'OPTIMIZER="adafactor"',
+       f"EVAL_EVERY={s.eval_every}", f"CHECKPOINT_EVERY={s.steps}",
+       f"LOG_EVERY={max(s.steps // 4, 1)}", "STAGE_TIMING_EVERY=0",
+       f"EMA_DECAY={s.ema_decay}", *method.bindings))
+
+
+def _ensure(run: sweep.GinRun, workdir: str, steps: int, name: str) -> float:
+  """Runs `run` unless finished; returns its wall seconds (0 if skipped)."""
+  if sweep.is_finished(workdir, steps):
+    return 0.0
+  start = time.perf_counter()
+  print(f"== {name}", flush=True)
+  sweep.run_experiment(run, name=name)
+  return time.perf_counter() - start
+
+
+def eval_records(workdir: str) -> list[dict[str, Any]]:
+  """The run's exact evaluations, in step order (the last of each step)."""
+  by_step = {}
+  for record in metrics.read_metrics(workdir):
+    if record.get("split") == "eval":
+      by_step[record["step"]] = record
+  return [by_step[s] for s in sorted(by_step)]
+
+
+def _distribution(record: dict[str, Any], role: str,
+                  world: population.World) -> np.ndarray:
+  return np.array([[record[f"{role}/{x}/{o}"] for o in world.outcomes]
+                   for x in range(len(world.prompts))])
+
+
+def tabular_curve(method: Method, world: population.World, mu: np.ndarray,
+                  settings: Settings) -> list[float]:
+  """KL(π*_τ ‖ π_t) along the method's exact tabular dynamics from μ."""
+  prefs, tau, steps = world.preference(), settings.tau, settings.steps
+  lr = TABULAR_LEARNING_RATE
+  if method.beta is not None:
+    logs = policy_gradient.nash_md_pg_ascent(prefs, mu, tau, method.beta,
+                                             lr, steps)
+  elif method.name == "RLHF":
+    offered = world.offered_mask()  # The exact judge's reward (judge.py).
+    reward = targets.bradley_terry_reward(
+        prefs, targets.uniform_offered(offered), offered)
+    logs = policy_gradient.rlhf_pg_ascent(reward, mu, tau, lr, steps)
+  else:
+    logs = policy_gradient.nash_ema_pg_ascent(prefs, mu, tau,
+                                              settings.ema_decay, lr, steps)
+  nash = targets.regularized_nash(prefs, mu, tau)
+  kl = simplex.kl_from_logs(np.log(nash)[None], logs).mean(-1)
+  return [float(v) for v in kl]
+
+
+def run_result(method: Method, world: population.World, workdir: str,
+               settings: Settings) -> dict[str, Any]:
+  """Final metrics, the deep curve and the tabular curve of one run."""
+  records = eval_records(workdir)
+  if not records:
+    raise RuntimeError(f"{workdir} has no exact evaluations")
+  last = records[-1]
+  mu = _distribution(last, "reference", world)
+  keys = ("kl_to_target", "kl_to_nash", "kl_reference_to_target",
+          "p_condorcet", "p_borda", "target_p_condorcet", "target_p_borda")
+  return {
+      "final": {k: last[k] for k in keys},
+      "policy": _distribution(last, "policy", world).tolist(),
+      "reference": mu.tolist(),
+      "deep_curve": [[r["step"], r["kl_to_target"], r["kl_to_nash"]]
+                     for r in records],
+      "tabular_kl_to_nash": tabular_curve(method, world, mu, settings)}
+
+
+def run_all(out: str, worlds: Sequence[str], seeds: Sequence[int],
+            methods: Sequence[Method], settings: Settings) -> dict[str, Any]:
+  """Trains everything missing and collects `results.json`'s contents."""
+  results: dict[str, Any] = {"settings": dataclasses.asdict(settings),
+                             "runs": {}}
+  total = len(worlds) * len(seeds) * (len(methods) + 1)
+  done, start = 0, time.perf_counter()
+  for world_name in worlds:
+    world = population.ready_world(world_name)
+    for seed in seeds:
+      root = os.path.join(out, world_name, f"seed{seed}")
+      sft_dir = os.path.join(root, "sft")
+      _ensure(sft_run(world_name, seed, sft_dir, settings), sft_dir,
+              settings.sft_steps, f"{world_name} seed {seed} SFT")
+      done += 1
+      for method in methods:
+        workdir = os.path.join(root, method.name)
+        _ensure(method_run(method, world_name, seed, workdir, sft_dir,
+                           settings), workdir, settings.steps,
+                f"{world_name} seed {seed} {method.name}")
+        results["runs"][f"{world_name}/{seed}/{method.name}"] = run_result(
+            method, world, workdir, settings)
+        done += 1
+        elapsed = time.perf_counter() - start
+        print(f"[{done}/{total} runs, {elapsed:.0f}s, ETA "
+              f"{elapsed / done * (total - done):.0f}s]", flush=True)
+  return results
+
+
+def _cell(values: Sequence[float]) -> str:
+  """mean [min, max] over seeds (or the one value)."""
+  if len(values) == 1:
+    return f"{values[0]:.3f}"
+  return f"{np.mean(values):.3f} [{min(values):.3f}, {max(values):.3f}]"
+
+
+def table(results: dict[str, Any], worlds: Sequence[str],
+          seeds: Sequence[int], methods: Sequence[Method]) -> str:
+  """Markdown: per world and method, final distances and winner masses."""
+  columns = (("KL(own target ‖ π)", "kl_to_target"),
+             ("KL(π*_τ ‖ π)", "kl_to_nash"),
+             ("KL(own target ‖ μ)", "kl_reference_to_target"),
+             ("π(Condorcet)", "p_condorcet"), ("π(Borda)", "p_borda"),
+             ("target(Condorcet)", "target_p_condorcet"),
+             ("target(Borda)", "target_p_borda"))
+  lines = ["| world | method | " + " | ".join(c for c, _ in columns) + " |",
+           "|---|---|" + "---|" * len(columns)]
+  for world in worlds:
+    for method in methods:
+      finals = [results["runs"][f"{world}/{s}/{method.name}"]["final"]
+                for s in seeds]
+      cells = []
+      for _, key in columns:
+        values = [f[key] for f in finals]
+        cells.append("—" if np.isnan(values).any() else _cell(values))
+      lines.append(f"| {world} | {method.name} | " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def plot_curves(results: dict[str, Any], world: str, seed: int,
+                methods: Sequence[Method], path: str) -> str:
+  """KL(π*_τ ‖ π) against steps: deep runs (left), tabular (right)."""
+  from matplotlib.backends import backend_agg  # pylint: disable=g-import-not-at-top
+  from matplotlib import figure as figure_lib  # pylint: disable=g-import-not-at-top
+  fig = figure_lib.Figure(figsize=(10, 3.8))
+  deep, tab = fig.subplots(1, 2, sharey=True)
+  for method in methods:
+    run = results["runs"][f"{world}/{seed}/{method.name}"]
+    curve = np.array(run["deep_curve"])
+    deep.plot(curve[:, 0], curve[:, 2], label=method.name)
+    tab.plot(np.arange(len(run["tabular_kl_to_nash"])),
+             run["tabular_kl_to_nash"], label=method.name)
+  deep.set(title=f"{world}: tiny T5, exact judge (seed {seed})",
+           xlabel="online step", ylabel="KL(π*_τ ‖ π)", yscale="log")
+  tab.set(title="exact tabular dynamics from the same μ",
+          xlabel="iteration (lr 1)", yscale="log")
+  tab.legend(fontsize=8)
+  backend_agg.FigureCanvasAgg(fig)
+  fig.savefig(path, dpi=110, bbox_inches="tight")
+  return path
+
+
+def _flags(argv: Sequence[str]) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(
+      prog="python -m nlhf_jax.finite_worlds", description=__doc__,
+      formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--out", default="worlds_out", help="output folder")
+  parser.add_argument("--worlds", default=",".join(population.READY))
+  parser.add_argument("--seeds", default="0,1")
+  parser.add_argument("--methods", default=",".join(m.name for m in METHODS))
+  parser.add_argument("--quick", action="store_true",
+                      help="a few steps per run (tests)")
+  for field in dataclasses.fields(Settings):
+    parser.add_argument(f"--{field.name}", type=type(field.default),
+                        default=None)
+  return parser.parse_args(argv)
+
+
+def _choose(names: str, known: dict[str, Any], what: str) -> list[Any]:
+  chosen = [n.strip() for n in names.split(",") if n.strip()]
+  unknown = [n for n in chosen if n not in known]
+  if unknown or not chosen:
+    raise ConfigError(f"unknown or no {what} {unknown or chosen}; known: "
+                      f"{sorted(known)}")
+  return [known[n] for n in chosen]
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  """Command-line entry point (exit 2 on a configuration error)."""
+  flags = _flags(sys.argv[1:] if argv is None else argv)
+  with cli.exit_on_config_error():
+    settings = QUICK if flags.quick else Settings()
+    settings = dataclasses.replace(settings, **{
+        f.name: getattr(flags, f.name) for f in dataclasses.fields(Settings)
+        if getattr(flags, f.name) is not None})
+    worlds = [w.name for w in _choose(flags.worlds, population.READY,
+                                      "worlds")]
+    methods = _choose(flags.methods, {m.name: m for m in METHODS},
+                      "methods")
+    try:
+      seeds = [int(s) for s in flags.seeds.split(",")]
+    except ValueError:
+      raise ConfigError(f"--seeds must be integers, got {flags.seeds!r}"
+                        ) from None
+    results = run_all(flags.out, worlds, seeds, methods, settings)
+  with open(os.path.join(flags.out, "results.json"), "w",
+            encoding="utf-8") as f:
+    json.dump(results, f, indent=1)
+  text = table(results, worlds, seeds, methods)
+  with open(os.path.join(flags.out, "table.md"), "w", encoding="utf-8") as f:
+    f.write(f"τ = {settings.tau}, {settings.steps} steps, seeds {seeds}\n\n"
+            + text)
+  for world in worlds:
+    plot_curves(results, world, seeds[0], methods,
+                os.path.join(flags.out, f"kl_to_nash_{world}.png"))
+  print(text)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

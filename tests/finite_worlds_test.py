@@ -1,0 +1,42 @@
+"""`python -m nlhf_jax.finite_worlds --quick`: every method on a world
+through the gin entry point, the table, the plot, resuming, bad flags."""
+
+import json
+import os
+
+import pytest
+
+from nlhf_jax import finite_worlds
+
+
+def test_quick_run_writes_table_plot_and_resumes(tmp_path, capsys):
+  out = str(tmp_path / "worlds")
+  argv = ["--out", out, "--quick", "--worlds", "majority", "--seeds", "0"]
+  assert finite_worlds.main(argv) == 0
+  results = json.load(open(os.path.join(out, "results.json")))
+  names = [m.name for m in finite_worlds.METHODS]
+  assert sorted(results["runs"]) == sorted(f"majority/0/{n}" for n in names)
+  for name, run in results["runs"].items():
+    assert [s for s, _, _ in run["deep_curve"]] == [3, 6]
+    assert len(run["tabular_kl_to_nash"]) == 7  # Iterates 0..6.
+    if name.split("/")[-1] not in ("RLHF", "BR"):  # Their target is π*_τ:
+      # the tabular curve starts at the deep run's reference μ.
+      assert run["tabular_kl_to_nash"][0] == pytest.approx(
+          run["final"]["kl_reference_to_target"], rel=1e-6)
+  table = open(os.path.join(out, "table.md")).read()
+  assert table.count("| majority |") == len(names)
+  assert os.path.getsize(os.path.join(out, "kl_to_nash_majority.png")) > 0
+  capsys.readouterr()
+  assert finite_worlds.main(argv) == 0  # Everything finished: no training.
+  assert "== " not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flag, value", [("--worlds", "nope"),
+                                         ("--methods", "PPO"),
+                                         ("--seeds", "a"),
+                                         ("--tau", "0")])
+def test_bad_flags_exit_2(tmp_path, flag, value, capsys):
+  with pytest.raises(SystemExit) as e:
+    finite_worlds.main(["--out", str(tmp_path), "--quick", flag, value])
+  assert e.value.code == 2
+  assert "Config error" in capsys.readouterr().err
