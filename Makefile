@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # on one worker (--dist loadscope), so its module fixtures are built once.
 TEST_WORKERS ?= 2
 
-.PHONY: test demo install clean-venv
+.PHONY: test demo worlds install clean-venv
 
 install: $(STAMP)
 
@@ -38,6 +38,15 @@ DEMO_ARGS ?=
 demo: $(STAMP)
 	JAX_PLATFORMS=cpu TF_CPP_MIN_LOG_LEVEL=3 \
 	  $(PY) -m nlhf_jax.demo --out $(DEMO_OUT) $(DEMO_ARGS)
+
+WORLDS_OUT ?= worlds_out
+WORLDS_ARGS ?=
+
+# Every method on the finite-answer worlds against its exact target (README,
+# "Finite-answer worlds"): 3 worlds x 2 seeds x 7 methods.
+worlds: $(STAMP)
+	JAX_PLATFORMS=cpu TF_CPP_MIN_LOG_LEVEL=3 \
+	  $(PY) -m nlhf_jax.finite_worlds --out $(WORLDS_OUT) --seeds 1,2 $(WORLDS_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -5,6 +5,9 @@ r"""End-to-end NLHF on the synthetic TL;DR world: `make demo`.
 
 Stages, in order (each prints its name, progress and duration):
 
+  worlds     the finite-answer "majority" world (`nlhf_jax.finite_worlds`):
+             SFT and every method against the exact judge, each measured
+             against its exact target; its table and plot go in the report
   world      the synthetic world (posts, comparisons, hidden annotators)
   vocab      a SentencePiece vocabulary trained on its posts
   sft        SFT of a tiny T5 on the reference summaries (policy init and μ)
@@ -52,6 +55,7 @@ import jax
 
 from nlhf_jax import cli
 from nlhf_jax import errors
+from nlhf_jax import finite_worlds
 from nlhf_jax import main as main_lib
 from nlhf_jax import metrics
 from nlhf_jax import sweep
@@ -71,6 +75,7 @@ STAGE_TEXT = {
     "sft": "supervised fine-tuning (initial policy and reference μ)",
     "pm": "training the pairwise preference model",
     "rm": "training the Bradley–Terry reward model",
+    "worlds": "finite-answer world: every method against its exact target",
     "report": "generating summaries, tournaments (P* and learned PM), "
               "report"}
 # Paper Table 1 (PaLM 2 judge; paper.md §8.1): P*(policy ≻ SFT), P*(· ≻ RLHF).
@@ -117,6 +122,9 @@ class DemoConfig:
       gets input_length + target_length + 8.
     sft_steps, pm_steps, rm_steps, online_steps: optimizer steps per
       stage (the pairwise PM learns more slowly than the single-summary RM).
+    world_steps: online steps per run in the finite-answer world stage.
+    world_quick: that stage's other sizes from `finite_worlds.QUICK`.
+    world_methods: that stage's methods (`finite_worlds.METHODS` names).
     sft_batch, scorer_batch, online_batch: batch sizes.
     sft_lr, scorer_lr, online_lr: Adafactor relative step sizes.
     ema_time_constant: Nash-EMA's 1 / (1 − decay) as a fraction of the run
@@ -143,6 +151,10 @@ class DemoConfig:
   pm_steps: int = 1000
   rm_steps: int = 400
   online_steps: int = 150
+  world_steps: int = finite_worlds.Settings.steps
+  world_quick: bool = False
+  world_methods: tuple[str, ...] = tuple(m.name for m in
+                                         finite_worlds.METHODS)
   sft_batch: int = 32
   scorer_batch: int = 32
   online_batch: int = 32
@@ -158,8 +170,8 @@ class DemoConfig:
   def __post_init__(self):
     for field in dataclasses.fields(self):
       value = getattr(self, field.name)
-      if field.name == "seed" or field.name == "methods":
-        continue  # Any seed; the methods are checked below.
+      if field.name in ("seed", "methods", "world_quick", "world_methods"):
+        continue  # Any seed, a flag; the methods are checked below.
       if field.name == "eval_prompts":
         errors.check_non_negative(self, field.name, value, integer=True,
                                   hint="0: all")
@@ -176,6 +188,10 @@ class DemoConfig:
     if unknown or not self.methods:
       raise ConfigError(f"Unknown or no methods {list(self.methods)}; "
                         f"known: {known}.")
+    known = [m.name for m in finite_worlds.METHODS]
+    if not set(self.world_methods) <= set(known) or not self.world_methods:
+      raise ConfigError(f"Unknown or no world_methods "
+                        f"{list(self.world_methods)}; known: {known}.")
 
   def scaled(self, factor: float) -> "DemoConfig":
     """The same demo with every step count multiplied by `factor` (> 0)."""
@@ -185,16 +201,20 @@ class DemoConfig:
     return dataclasses.replace(
         self, sft_steps=steps(self.sft_steps),
         pm_steps=steps(self.pm_steps), rm_steps=steps(self.rm_steps),
-        online_steps=steps(self.online_steps))
+        online_steps=steps(self.online_steps),
+        world_steps=steps(self.world_steps))
 
   @property
   def ema_decay(self) -> float:
     return 1.0 - 1.0 / max(self.ema_time_constant * self.online_steps, 1.0)
 
 
+WORLD = "majority"  # The finite-answer world of the demo's first stage.
 QUICK = DemoConfig(world_size=400, vocab_size=384, d_model=16, num_heads=1,
                    d_ff=32, layers=1, input_length=96, target_length=24,
                    response_length=12, packed_length=144, sft_steps=4,
+                   world_steps=finite_worlds.QUICK.steps, world_quick=True,
+                   world_methods=("RLHF", "SP"),
                    pm_steps=4, rm_steps=4, online_steps=3, sft_batch=8,
                    scorer_batch=8, online_batch=8, eval_prompts=0,
                    log_every=2, checkpoints_per_run=1)
@@ -219,6 +239,10 @@ class DemoPaths:
   @property
   def vocabulary(self) -> str:
     return os.path.join(self.world, f"sp{self.vocab_size}.model")
+
+  @property
+  def worlds_dir(self) -> str:
+    return os.path.join(self.out, "worlds")
 
   @property
   def report_dir(self) -> str:
@@ -419,9 +443,24 @@ class Demo:
                 make_world, self.config, paths, self.log)),
         Stage("vocab", lambda: os.path.exists(paths.vocabulary),
               functools.partial(make_vocab, self.config, paths)),
+        Stage("worlds", lambda: os.path.exists(
+            os.path.join(paths.worlds_dir, "table.md")), self.run_worlds),
         *training_stages(self.config, paths),
         Stage("report", lambda: os.path.exists(
             os.path.join(paths.report_dir, "report.md")), self.make_report)]
+
+  def world_settings(self) -> finite_worlds.Settings:
+    base = (finite_worlds.QUICK if self.config.world_quick else
+            finite_worlds.Settings())
+    return dataclasses.replace(base, steps=self.config.world_steps)
+
+  def run_worlds(self) -> str:
+    """The finite-answer stage (`finite_worlds.run_and_write`)."""
+    os.makedirs(self.paths.worlds_dir, exist_ok=True)
+    return finite_worlds.run_and_write(
+        self.paths.worlds_dir, [WORLD], [self.config.seed],
+        [m for m in finite_worlds.METHODS
+         if m.name in self.config.world_methods], self.world_settings())
 
   def policies(self) -> dict[str, str]:
     online = sweep_paths(self.config, self.paths)
@@ -507,7 +546,27 @@ def intro(demo: Demo) -> str:
           f"with the Bayes decision 1[P* > ½] "
           f"{ev.get('bayes_agreement', math.nan):.3f} (label ceiling "
           f"E[max(P*, 1−P*)] = {ev.get('ceiling', math.nan):.3f}).")
-  return "\n".join(lines)
+  return "\n".join(lines + world_section(demo))
+
+
+def world_section(demo: Demo) -> list[str]:
+  """The finite-answer stage's table and plot (README, "Finite-answer
+  worlds"), as Markdown lines; [] when that stage has not run."""
+  table = os.path.join(demo.paths.worlds_dir, "table.md")
+  if not os.path.exists(table):
+    return []
+  plot = os.path.relpath(os.path.join(
+      demo.paths.worlds_dir, f"kl_to_nash_{WORLD}.png"),
+                         demo.paths.report_dir)
+  with open(table, encoding="utf-8") as f:
+    text = f.read()
+  return ["", f"### Finite-answer world {WORLD!r}: exact targets", "",
+          "A tiny T5 SFT'd on three colour answers, then every method "
+          "against the exact P* (RLHF: the exact Bradley–Terry reward); "
+          "each final policy's outcome distribution is exact (teacher "
+          "forcing), as is each method's own target. π(Condorcet) / "
+          "π(Borda): mean probability of each prompt's Condorcet / Borda "
+          "winner.", "", text.strip(), "", f"![KL to π*_τ]({plot})"]
 
 
 def _cell(result: Any, row: str, column: str) -> str:

@@ -265,6 +265,36 @@ def table(results: dict[str, Any], worlds: Sequence[str],
   return "\n".join(lines) + "\n"
 
 
+def win_rates(results: dict[str, Any], world: str, seeds: Sequence[int],
+              methods: Sequence[Method]) -> str:
+  """Markdown: exact P*(column ≻ row) between final policies and SFT.
+
+  P*(π ≻ π') = mean over prompts of π_xᵀ P*_x π'_x, from the exact outcome
+  distributions; mean over seeds (the paper's Table 1, computed exactly).
+  """
+  prefs = population.ready_world(world).preference()
+  names = ["SFT", *(m.name for m in methods)]
+  cells = np.zeros((len(seeds), len(names), len(names)))
+  for s, seed in enumerate(seeds):
+    runs = [results["runs"][f"{world}/{seed}/{m.name}"] for m in methods]
+    policies = [np.array(runs[0]["reference"])] + [np.array(r["policy"])
+                                                   for r in runs]
+    for r, row in enumerate(policies):
+      for c, column in enumerate(policies):
+        cells[s, r, c] = np.mean(np.einsum("xi,xij,xj->x", column, prefs,
+                                           row))
+  mean = cells.mean(0)
+  lines = [f"Exact P*(column ≻ row), {world}, mean over seeds "
+           f"{', '.join(map(str, seeds))}:", "",
+           "| row \\ column | " + " | ".join(names) + " |",
+           "|---" * (len(names) + 1) + "|"]
+  for r, name in enumerate(names):
+    lines.append(f"| {name} | " + " | ".join(
+        "–" if r == c else f"{mean[r, c]:.3f}" for c in range(len(names)))
+                 + " |")
+  return "\n".join(lines) + "\n"
+
+
 def plot_curves(results: dict[str, Any], world: str, seed: int,
                 methods: Sequence[Method], path: str) -> str:
   """KL(π*_τ ‖ π) against steps: deep runs (left), tabular (right)."""
@@ -286,6 +316,28 @@ def plot_curves(results: dict[str, Any], world: str, seed: int,
   backend_agg.FigureCanvasAgg(fig)
   fig.savefig(path, dpi=110, bbox_inches="tight")
   return path
+
+
+def run_and_write(out: str, worlds: Sequence[str], seeds: Sequence[int],
+                  methods: Sequence[Method], settings: Settings) -> str:
+  """`run_all`, then results.json, table.md and one plot per world.
+
+  Returns:
+    table.md's text.
+  """
+  results = run_all(out, worlds, seeds, methods, settings)
+  with open(os.path.join(out, "results.json"), "w", encoding="utf-8") as f:
+    json.dump(results, f, indent=1)
+  text = (f"τ = {settings.tau}, {settings.steps} online steps per run, "
+          f"seeds {', '.join(map(str, seeds))}; cells: mean [min, max] over "
+          "seeds.\n\n" + table(results, worlds, seeds, methods) + "\n" +
+          "\n".join(win_rates(results, w, seeds, methods) for w in worlds))
+  with open(os.path.join(out, "table.md"), "w", encoding="utf-8") as f:
+    f.write(text)
+  for world in worlds:
+    plot_curves(results, world, seeds[0], methods,
+                os.path.join(out, f"kl_to_nash_{world}.png"))
+  return text
 
 
 def _flags(argv: Sequence[str]) -> argparse.Namespace:
@@ -330,17 +382,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ValueError:
       raise ConfigError(f"--seeds must be integers, got {flags.seeds!r}"
                         ) from None
-    results = run_all(flags.out, worlds, seeds, methods, settings)
-  with open(os.path.join(flags.out, "results.json"), "w",
-            encoding="utf-8") as f:
-    json.dump(results, f, indent=1)
-  text = table(results, worlds, seeds, methods)
-  with open(os.path.join(flags.out, "table.md"), "w", encoding="utf-8") as f:
-    f.write(f"τ = {settings.tau}, {settings.steps} steps, seeds {seeds}\n\n"
-            + text)
-  for world in worlds:
-    plot_curves(results, world, seeds[0], methods,
-                os.path.join(flags.out, f"kl_to_nash_{world}.png"))
+    text = run_and_write(flags.out, worlds, seeds, methods, settings)
   print(text)
   return 0
 

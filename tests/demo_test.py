@@ -23,7 +23,7 @@ from nlhf_jax import main as main_lib
 from nlhf_jax import sweep
 
 POLICIES = ["SFT", "RLHF", "SP", "MD1", "MD4", "BR", "EMA1"]
-STAGES = ["world", "vocab", "sft", "pm", "rm", "RLHF", "SP", "MD1", "MD4",
+STAGES = ["world", "vocab", "worlds", "sft", "pm", "rm", "RLHF", "SP", "MD1", "MD4",
           "BR", "EMA1", "report"]
 JUDGES = ("p_star", "preference_model")
 
@@ -72,6 +72,12 @@ def test_quick_demo_runs_every_stage_and_writes_the_report(first_run):
   assert "Judged by the synthetic world's exact P*" in text
   assert "Judged by the learned preference model" in text
   assert "paper (· ≻ SFT)" in text
+  # The finite-answer stage: its table (quick: RLHF and SP) and plot.
+  assert "### Finite-answer world 'majority'" in text
+  assert "| majority | RLHF |" in text and "| majority | SP |" in text
+  assert "Exploitability in the pooled-response game" in text
+  plot = mpimg.imread(out / "worlds" / "kl_to_nash_majority.png")
+  assert plot.ndim == 3
   for judge in JUDGES:
     matrix = _read_csv(out / "report" / judge / "win_rates.csv")
     assert matrix[0][1:] == POLICIES

@@ -4,6 +4,7 @@ through the gin entry point, the table, the plot, resuming, bad flags."""
 import json
 import os
 
+import numpy as np
 import pytest
 
 from nlhf_jax import finite_worlds
@@ -11,10 +12,12 @@ from nlhf_jax import finite_worlds
 
 def test_quick_run_writes_table_plot_and_resumes(tmp_path, capsys):
   out = str(tmp_path / "worlds")
-  argv = ["--out", out, "--quick", "--worlds", "majority", "--seeds", "0"]
+  # Each run file once (MD1, MD4, BR are nash_md.gin at other β).
+  names = ["RLHF", "SP", "EMA1", "IPO"]
+  argv = ["--out", out, "--quick", "--worlds", "majority", "--seeds", "0",
+          "--methods", ",".join(names)]
   assert finite_worlds.main(argv) == 0
   results = json.load(open(os.path.join(out, "results.json")))
-  names = [m.name for m in finite_worlds.METHODS]
   assert sorted(results["runs"]) == sorted(f"majority/0/{n}" for n in names)
   for name, run in results["runs"].items():
     assert [s for s, _, _ in run["deep_curve"]] == [3, 6]
@@ -25,6 +28,14 @@ def test_quick_run_writes_table_plot_and_resumes(tmp_path, capsys):
           run["final"]["kl_reference_to_target"], rel=1e-6)
   table = open(os.path.join(out, "table.md")).read()
   assert table.count("| majority |") == len(names)
+  # The exact win rates between final policies: P*(a ≻ b) + P*(b ≻ a) = 1.
+  rows = [line.split("|")[2:-1] for line in table.splitlines()
+          if line.startswith("| ") and line.split("|")[1].strip() in
+          ("SFT", *names)]
+  values = np.array([[0.5 if c.strip() == "–" else float(c) for c in row]
+                     for row in rows])
+  assert values.shape == (5, 5)
+  np.testing.assert_allclose(values + values.T, 1.0, atol=2e-3)
   assert os.path.getsize(os.path.join(out, "kl_to_nash_majority.png")) > 0
   capsys.readouterr()
   assert finite_worlds.main(argv) == 0  # Everything finished: no training.

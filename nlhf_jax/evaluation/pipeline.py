@@ -39,6 +39,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 from nlhf_jax import run_spec
 from nlhf_jax.data import jsonl_sources
 from nlhf_jax.errors import ConfigError
+from nlhf_jax.evaluation import exploitability
 from nlhf_jax.evaluation import generation
 from nlhf_jax.judges import text as judges
 from nlhf_jax.evaluation import metric_logs
@@ -358,6 +359,10 @@ def write_summary(out_dir: str, results: Mapping[str, Any], *, title: str,
               f"CSV: [{key}/win_rates.csv]({key}/win_rates.csv), "
               f"[{key}/win_rate_cells.csv]({key}/win_rate_cells.csv), "
               f"[{key}/policy_stats.csv]({key}/policy_stats.csv).", ""]
+    if len(result.policies) > 1:
+      parts += report_lib.pooled_game_section(
+          exploitability.pooled_game(result), f"{key}/pooled_game.csv",
+          level="###")
   if curves:
     parts += ["## Training curves", ""]
     parts += [f"![{m}]({os.path.relpath(p, out_dir)})" for m, p in

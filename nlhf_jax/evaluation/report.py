@@ -193,8 +193,10 @@ def policy_stats_markdown(result: Result, decimals: int = 3) -> str:
   return "\n".join(lines) + "\n"
 
 
-def _pooled_section(game: exploitability.PooledGame, csv_path: str) -> list:
-  return ["## Exploitability in the pooled-response game", "",
+def pooled_game_section(game: exploitability.PooledGame, csv_path: str,
+                        level: str = "##") -> list[str]:
+  """Markdown lines: the pooled-response game's explanation and table."""
+  return [f"{level} Exploitability in the pooled-response game", "",
           "Per prompt, the game restricted to the policies' sampled "
           "responses, judged by this judge: a policy's exploitability is the "
           "best pooled response's win rate against its response, minus ½, "
@@ -224,7 +226,7 @@ def _report_text(result: Result, title: str, files: Mapping[str, str],
            "references; KL: mean of per-sample estimates ± standard error.",
            ""]
   if game is not None:
-    parts += _pooled_section(game, rel["pooled_csv"])
+    parts += pooled_game_section(game, rel["pooled_csv"])
   if curves:
     parts += ["## Training curves", ""]
     for metric, path in curves.items():
