@@ -214,7 +214,7 @@ QUICK = DemoConfig(world_size=400, vocab_size=384, d_model=16, num_heads=1,
                    d_ff=32, layers=1, input_length=96, target_length=24,
                    response_length=12, packed_length=144, sft_steps=4,
                    world_steps=finite_worlds.QUICK.steps, world_quick=True,
-                   world_methods=("RLHF", "SP"),
+                   world_methods=("SP",),
                    pm_steps=4, rm_steps=4, online_steps=3, sft_batch=8,
                    scorer_batch=8, online_batch=8, eval_prompts=0,
                    log_every=2, checkpoints_per_run=1)

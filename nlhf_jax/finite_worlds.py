@@ -57,6 +57,8 @@ class Method:
     judge: file in gin_configs/worlds/.
     bindings: extra gin bindings.
     beta: the tabular Nash-MD-PG mixture β (None: not a Nash-MD-PG form).
+    learned: judged by the learned preference model (RLHF: reward model)
+      trained on the world's comparisons, instead of the exact judge.
   """
 
   name: str
@@ -64,6 +66,17 @@ class Method:
   judge: str = "exact_p_star.gin"
   bindings: tuple[str, ...] = ()
   beta: Optional[float] = None
+  learned: bool = False
+
+  @property
+  def scorer(self) -> str:
+    """The learned judge's run: 'rm' for RLHF, else 'pm'."""
+    return "rm" if self.judge == "exact_reward.gin" else "pm"
+
+  def with_learned_judge(self) -> "Method":
+    """The same method against the learned PM / RM ("MD1-PM", "RLHF-RM")."""
+    return dataclasses.replace(self, name=f"{self.name}-{self.scorer.upper()}",
+                               learned=True)
 
 
 METHODS = (
@@ -90,6 +103,7 @@ class Settings:
     batch: online batch (prompts per step).
     eval_every: steps between exact evaluations.
     ema_decay: Nash-EMA-PG's decay.
+    judge_steps: steps of the learned preference / reward model.
   """
 
   steps: int = 400
@@ -99,16 +113,20 @@ class Settings:
   batch: int = 32
   eval_every: int = 20
   ema_decay: float = 0.95
+  judge_steps: int = 600
 
   def __post_init__(self):
-    for name in ("steps", "sft_steps", "batch", "eval_every"):
+    for name in ("steps", "sft_steps", "batch", "eval_every", "judge_steps"):
       if getattr(self, name) < 1:
         raise ConfigError(f"--{name} must be >= 1, got {getattr(self, name)}")
     if not self.tau > 0 or not self.learning_rate > 0:
       raise ConfigError("--tau and --learning_rate must be > 0")
 
 
-QUICK = Settings(steps=6, sft_steps=6, batch=8, eval_every=3)
+QUICK = Settings(steps=6, sft_steps=6, batch=8, eval_every=3, judge_steps=4)
+# Packed scorer inputs: prompt (16) + marker + answer (4) [+ marker + answer].
+SCORER_LENGTH = {"pm": 32, "rm": 24}
+SCORER_RUN = {"pm": "preference_model.gin", "rm": "reward_model.gin"}
 
 
 def _common(world: str, seed: int, workdir: str) -> tuple[str, ...]:
@@ -126,14 +144,34 @@ def sft_run(world: str, seed: int, workdir: str,
       f"LOG_EVERY={settings.sft_steps}"))
 
 
+def scorer_run(scorer: str, world: str, seed: int, workdir: str,
+               settings: Settings) -> sweep.GinRun:
+  """The learned preference model ('pm') or reward model ('rm')."""
+  steps = settings.judge_steps
+  return sweep.GinRun((f"gin_configs/runs/{SCORER_RUN[scorer]}", *WORLD_GIN), (
+      *_common(world, seed, workdir), f"TRAIN_STEPS={steps}",
+      "BATCH_SIZE=32", "LEARNING_RATE=0.01", f"EVAL_EVERY={steps}",
+      f"PACKED_LENGTH={SCORER_LENGTH[scorer]}", "WITH_P_STAR=True",
+      f"CHECKPOINT_EVERY={steps}", f"LOG_EVERY={steps}"))
+
+
 def method_run(method: Method, world: str, seed: int, workdir: str,
                sft_dir: str, settings: Settings) -> sweep.GinRun:
-  """One online run of `method` against the world's exact judge."""
+  """One online run of `method` against the exact or the learned judge."""
   s = settings
+  if method.learned:
+    scorer_dir = os.path.join(os.path.dirname(sft_dir), method.scorer)
+    judge = (f"JUDGE_DIR={sweep.gin_string(scorer_dir)}",
+             f"PACKED_LENGTH={SCORER_LENGTH[method.scorer]}")
+    files = (f"gin_configs/runs/{method.run}", *WORLD_GIN)
+  else:
+    judge = ()
+    files = (f"gin_configs/runs/{method.run}", *WORLD_GIN,
+             f"gin_configs/worlds/{method.judge}")
   return sweep.GinRun(
-      (f"gin_configs/runs/{method.run}", *WORLD_GIN,
-       f"gin_configs/worlds/{method.judge}"),
+      files,
       (*_common(world, seed, workdir), f"SFT_DIR={sweep.gin_string(sft_dir)}",
+       *judge,
        f"TRAIN_STEPS={s.steps}", f"BATCH_SIZE={s.batch}", f"TAU={s.tau}",
        f"LEARNING_RATE={s.learning_rate}", 'OPTIMIZER="adafactor"',
        f"EVAL_EVERY={s.eval_every}", f"CHECKPOINT_EVERY={s.steps}",
@@ -174,7 +212,7 @@ def tabular_curve(method: Method, world: population.World, mu: np.ndarray,
   if method.beta is not None:
     logs = policy_gradient.nash_md_pg_ascent(prefs, mu, tau, method.beta,
                                              lr, steps)
-  elif method.name == "RLHF":
+  elif method.run == "rlhf.gin":
     offered = world.offered_mask()  # The exact judge's reward (judge.py).
     reward = targets.bradley_terry_reward(
         prefs, targets.uniform_offered(offered), offered)
@@ -221,6 +259,16 @@ def run_all(out: str, worlds: Sequence[str], seeds: Sequence[int],
       _ensure(sft_run(world_name, seed, sft_dir, settings), sft_dir,
               settings.sft_steps, f"{world_name} seed {seed} SFT")
       done += 1
+      for scorer in sorted({m.scorer for m in methods if m.learned}):
+        scorer_dir = os.path.join(root, scorer)
+        _ensure(scorer_run(scorer, world_name, seed, scorer_dir, settings),
+                scorer_dir, settings.judge_steps,
+                f"{world_name} seed {seed} {scorer.upper()}")
+        last = metrics.read_metrics(scorer_dir, "eval")[-1]
+        results.setdefault("judges", {})[
+            f"{world_name}/{seed}/{scorer}"] = {
+                k: last[k] for k in ("accuracy", "bayes_agreement",
+                                     "ceiling") if k in last}
       for method in methods:
         workdir = os.path.join(root, method.name)
         _ensure(method_run(method, world_name, seed, workdir, sft_dir,
@@ -348,6 +396,10 @@ def _flags(argv: Sequence[str]) -> argparse.Namespace:
   parser.add_argument("--worlds", default=",".join(population.READY))
   parser.add_argument("--seeds", default="0,1")
   parser.add_argument("--methods", default=",".join(m.name for m in METHODS))
+  parser.add_argument("--judges", default="exact",
+                      help="'exact', 'learned' or 'exact,learned': each "
+                      "method against the exact judge and/or against the "
+                      "learned PM (RLHF: RM), named e.g. MD1-PM")
   parser.add_argument("--quick", action="store_true",
                       help="a few steps per run (tests)")
   for field in dataclasses.fields(Settings):
@@ -377,6 +429,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                       "worlds")]
     methods = _choose(flags.methods, {m.name: m for m in METHODS},
                       "methods")
+    judges = _choose(flags.judges, {"exact": False, "learned": True},
+                     "judges")
+    methods = [m.with_learned_judge() if learned else m
+               for learned in judges for m in methods]
     try:
       seeds = [int(s) for s in flags.seeds.split(",")]
     except ValueError:

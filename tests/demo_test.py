@@ -72,9 +72,9 @@ def test_quick_demo_runs_every_stage_and_writes_the_report(first_run):
   assert "Judged by the synthetic world's exact P*" in text
   assert "Judged by the learned preference model" in text
   assert "paper (· ≻ SFT)" in text
-  # The finite-answer stage: its table (quick: RLHF and SP) and plot.
+  # The finite-answer stage: its table (quick: SP only) and plot.
   assert "### Finite-answer world 'majority'" in text
-  assert "| majority | RLHF |" in text and "| majority | SP |" in text
+  assert "| majority | SP |" in text
   assert "Exploitability in the pooled-response game" in text
   plot = mpimg.imread(out / "worlds" / "kl_to_nash_majority.png")
   assert plot.ndim == 3

@@ -19,6 +19,7 @@ import pytest
 from nlhf_jax import cli
 from nlhf_jax import errors
 from nlhf_jax import main as main_lib
+from nlhf_jax.finite_world import population
 from nlhf_jax.errors import ConfigError
 from nlhf_jax.judges import examples
 from nlhf_jax.models import preference
@@ -177,6 +178,8 @@ def fixture_valid(tmp_path):
       "LearnedJudge.model": t5.T5Config(),
       "LearnedJudge.layout": preference.LayoutConfig(),
       "_OfFunction.fn": examples.prefer_shorter,
+      "FiniteWorldSource.world": population.ready_world("iia"),
+      "FiniteWorldComparisons.world": population.ready_world("iia"),
   }
 
   def kwargs(cls):

@@ -121,3 +121,75 @@ class FiniteWorldSource(iterators.InMemorySplits):
       batch[PROMPT_INDEX] = x.astype(np.int32)
       batch[ANSWER_INDEX] = k.astype(np.int32)
     return batch
+
+
+@dataclasses.dataclass(frozen=True)
+class FiniteWorldComparisons(iterators.InMemorySplits):
+  """Comparisons labelled by the world's voters, for a learned judge.
+
+  Each row draws a prompt uniformly, a pair of distinct offered answers
+  uniformly (in random order) and one voter: label = 1 with probability
+  P*_x(a ≻ b). The features are `PreferenceJsonlSource`'s (prompt,
+  decoder_target_tokens_a/_b, label, confidence = −1, p_star), so
+  `gin_configs/runs/preference_model.gin` and `reward_model.gin` train on
+  it unchanged. The reward model converges to the Bradley–Terry fit on
+  these pairs, the exact judge's reward (`judge.exact_reward`).
+
+  Attributes:
+    world: the finite-answer world.
+    input_length, target_length: as `FiniteWorldSource` (same checks).
+    num_train, num_eval: comparisons per split ('train', 'valid').
+    seed: seed of the draws (train and valid use [seed, 0] and [seed, 1]).
+  """
+
+  world: population.World
+  input_length: int = 16
+  target_length: int = 4
+  num_train: int = 4096
+  num_eval: int = 512
+  seed: int = 0
+
+  eval_split = "valid"
+
+  def __post_init__(self):
+    for name in ("input_length", "target_length", "num_train", "num_eval"):
+      errors.check_positive(self, name, getattr(self, name), integer=True)
+    errors.check_non_negative(self, "seed", self.seed, integer=True)
+    self.answers_source  # pylint: disable=pointless-statement  # Checks.
+
+  @functools.cached_property
+  def answers_source(self) -> FiniteWorldSource:
+    """The same world's SFT source (its vocabulary, prompts and answers)."""
+    return FiniteWorldSource(self.world, self.input_length,
+                             self.target_length)
+
+  @property
+  def vocab_size(self) -> int:
+    return self.answers_source.vocab_size
+
+  def encode(self, text: str) -> list[int]:
+    return self.answers_source.encode(text)
+
+  def arrays(self, split: str) -> iterators.Batch:
+    """The split's comparisons ('train' or 'valid'), drawn once."""
+    if split not in ("train", self.eval_split):
+      raise ValueError(f"FiniteWorldComparisons has splits 'train' and "
+                       f"{self.eval_split!r}, not {split!r}")
+    n = self.num_train if split == "train" else self.num_eval
+    rng = np.random.default_rng([self.seed, 0 if split == "train" else 1])
+    offered = self.world.offered_mask()[:, :-1]
+    prefs = self.world.preference()
+    x = rng.integers(len(self.world.prompts), size=n)
+    a, b = np.empty(n, int), np.empty(n, int)
+    for i, prompt in enumerate(x):
+      a[i], b[i] = rng.choice(np.flatnonzero(offered[prompt]), 2,
+                              replace=False)
+    p_star = prefs[x, a, b]
+    source = self.answers_source
+    answers = source.answer_rows()
+    return {"encoder_input_tokens": source.prompt_rows()[x],
+            "decoder_target_tokens_a": answers[a],
+            "decoder_target_tokens_b": answers[b],
+            "label": (rng.random(n) < p_star).astype(np.int32),
+            "confidence": np.full(n, -1, np.int32),
+            "p_star": p_star.astype(np.float32)}

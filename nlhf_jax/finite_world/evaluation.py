@@ -3,7 +3,8 @@
 Every evaluation teacher-forces each (prompt x, answer k) row of the
 world's `outcomes` split through the policy π_θ and the reference μ, which
 gives both models' exact outcome distributions (the "other" outcome takes
-the rest: 1 − Σ_k p(k | x), computed in float64 and floored at 1e-12),
+the rest: 1 − Σ_k p(k | x), computed in float64 and floored at
+`ExactTargets.other_floor`),
 then computes, with `targets`, from this μ:
 
   kl_to_target   KL_ρ(target ‖ π_θ), target = the algorithm's own exact
@@ -30,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import special
 
+from nlhf_jax import errors
 from nlhf_jax import losses
 from nlhf_jax import train_state
 from nlhf_jax.algorithms import nash_ema
@@ -44,7 +46,6 @@ from nlhf_jax.finite_world import targets
 from nlhf_jax.models import t5
 from nlhf_jax.tabular import simplex
 
-OTHER_FLOOR = 1e-12
 # target(prefs, mu) -> (X, n), for one algorithm's config.
 TargetFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -72,11 +73,16 @@ def target_of(algorithm: Any, source: data_lib.FiniteWorldSource
                     "Nash-MD-PG (any β), Nash-EMA-PG, Online IPO and RLHF.")
 
 
-def outcome_distribution(logp_xk: np.ndarray) -> np.ndarray:
-  """(X, K) answer log-probs -> (X, K + 1) with "other" = the rest."""
+def outcome_distribution(logp_xk: np.ndarray,
+                         other_floor: float = 1e-12) -> np.ndarray:
+  """(X, K) answer log-probs -> (X, K + 1) with "other" = the rest.
+
+  "other" is floored at `other_floor` (float32 log-probs can sum a hair
+  above 1), and the result renormalised.
+  """
   logp = logp_xk.astype(np.float64)
   other = -np.expm1(special.logsumexp(logp, axis=-1))
-  probs = np.concatenate([np.exp(logp), np.maximum(other, OTHER_FLOOR)[:, None]
+  probs = np.concatenate([np.exp(logp), np.maximum(other, other_floor)[:, None]
                           ], axis=-1)
   return probs / probs.sum(-1, keepdims=True)
 
@@ -90,10 +96,12 @@ def _mean_winner_probability(pi: np.ndarray, winners: list) -> float:
 
 def summarize_outcomes(world: population.World, target: TargetFn,
                        tau: float, policy_xk: np.ndarray,
-                       reference_xk: np.ndarray) -> dict[str, float]:
+                       reference_xk: np.ndarray,
+                       other_floor: float = 1e-12) -> dict[str, float]:
   """The metrics of the module docstring from both models' log-probs."""
   prefs = world.preference()
-  pi, mu = outcome_distribution(policy_xk), outcome_distribution(reference_xk)
+  pi = outcome_distribution(policy_xk, other_floor)
+  mu = outcome_distribution(reference_xk, other_floor)
   goal = target(prefs, mu)
   nash = targets.regularized_nash(prefs, mu, tau)
   kl = lambda p, q: float(np.mean(simplex.kl_divergence(p, q)))
@@ -132,7 +140,17 @@ def _by_prompt_and_answer(values: np.ndarray, outputs: Mapping,
 
 @dataclasses.dataclass(frozen=True)
 class ExactTargets:
-  """The exact-target evaluation of an online run (module docstring)."""
+  """The exact-target evaluation of an online run (module docstring).
+
+  Attributes:
+    other_floor: the smallest probability of the outcome "other", > 0
+      (keeps every KL finite when float32 answer probabilities sum to 1).
+  """
+
+  other_floor: float = 1e-12
+
+  def __post_init__(self):
+    errors.check_positive(self, "other_floor", self.other_floor)
 
   def build(self, policy: t5.T5, algorithm: Any,
             data: Any) -> train_state.Evaluator:
@@ -160,7 +178,8 @@ class ExactTargets:
       return summarize_outcomes(
           world, target, float(algorithm.tau),
           _by_prompt_and_answer(outputs["policy"], outputs, shape),
-          _by_prompt_and_answer(outputs["reference"], outputs, shape))
+          _by_prompt_and_answer(outputs["reference"], outputs, shape),
+          self.other_floor)
 
     return train_state.Evaluator(step=step, summarize=summarize,
                                  uses_frozen=True)

@@ -2,7 +2,7 @@
 
 Ids: 0 pad, 1 EOS (the T5 convention of `nlhf_jax.data.iterators`), 2 an
 unknown word, then the world's words (prompt and answer texts split on
-spaces) in sorted order. An answer is its words' ids followed by EOS; a
+spaces, and the scorers' marker words) in sorted order. An answer is its words' ids followed by EOS; a
 sampled response has the outcome k when its tokens up to and including the
 first EOS are answer k's, and the outcome "other" (K) otherwise (no EOS,
 another sequence, a pad id before EOS).
@@ -21,13 +21,16 @@ from nlhf_jax.finite_world import population
 
 PAD_ID, EOS_ID, UNKNOWN_ID = 0, iterators.EOS_ID, 2
 FIRST_WORD_ID = 3
+# The words of the scorers' default layout markers (" Summary 1:",
+# " Summary 2:", " Summary:"), so a learned judge can be trained here.
+MARKER_WORDS = ("Summary", "1:", "2:", "Summary:")
 
 
 class WordVocabulary:
   """The words of a world, as ids (module docstring)."""
 
   def __init__(self, world: population.World):
-    words = set()
+    words = set(MARKER_WORDS)
     for text in [p.text for p in world.prompts] + list(world.answers):
       words.update(text.split())
     self.words = tuple(sorted(words))

@@ -100,3 +100,26 @@ def test_prompt_length_mismatch_is_named(source):
   rows = jnp.zeros((2, 8), jnp.int32)
   with pytest.raises(ValueError, match="input_length"):
     p_star(rows, rows[:, :4], rows[:, :4])
+
+
+def test_comparisons_follow_p_star():
+  world = pop.ready_world("majority")
+  source = data_lib.FiniteWorldComparisons(world, num_train=4000, num_eval=8)
+  rows = source.arrays("train")
+  prompts = [source.answers_source.prompt_rows().tolist().index(r)
+             for r in rows["encoder_input_tokens"].tolist()]
+  answers = source.answers_source.answer_rows().tolist()
+  a = [answers.index(r) for r in rows["decoder_target_tokens_a"].tolist()]
+  b = [answers.index(r) for r in rows["decoder_target_tokens_b"].tolist()]
+  assert all(i != j for i, j in zip(a, b))
+  prefs = world.preference()
+  np.testing.assert_allclose(rows["p_star"], prefs[prompts, a, b], rtol=1e-6)
+  # Labels are draws from P*: the kitchen prompt's red vs green (0.6).
+  pick = [(x, i, j) == (0, 0, 1) for x, i, j in zip(prompts, a, b)]
+  rate = rows["label"][np.array(pick)].mean()
+  assert abs(rate - 0.6) < 4 * np.sqrt(0.24 / sum(pick))
+  assert source.arrays("valid")["label"].shape == (8,)
+  # The scorers' default markers are words of the vocabulary.
+  assert tokens.UNKNOWN_ID not in source.encode(" Summary 1: Summary 2:")
+  with pytest.raises(ValueError, match="splits"):
+    source.arrays("test")
