@@ -191,11 +191,7 @@ def _ensure(run: sweep.GinRun, workdir: str, steps: int, name: str) -> float:
 
 def eval_records(workdir: str) -> list[dict[str, Any]]:
   """The run's exact evaluations, in step order (the last of each step)."""
-  by_step = {}
-  for record in metrics.read_metrics(workdir):
-    if record.get("split") == "eval":
-      by_step[record["step"]] = record
-  return [by_step[s] for s in sorted(by_step)]
+  return metrics.read_metrics(workdir, "eval")
 
 
 def _distribution(record: dict[str, Any], role: str,
