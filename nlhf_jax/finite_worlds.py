@@ -29,6 +29,8 @@ import sys
 import time
 from typing import Any, Optional, Sequence
 
+from matplotlib import figure as figure_lib
+from matplotlib.backends import backend_agg
 import numpy as np
 
 from nlhf_jax import cli
@@ -40,10 +42,8 @@ from nlhf_jax.finite_world import targets
 from nlhf_jax.tabular import policy_gradient
 from nlhf_jax.tabular import simplex
 
-MODEL_BINDINGS = tuple(f"t5_tiny/t5.T5Config.{k}={v}" for k, v in (
-    ("vocab_size", 32), ("d_model", 64), ("num_heads", 4), ("d_kv", 16),
-    ("d_ff", 128), ("num_encoder_layers", 2), ("num_decoder_layers", 2)))
-WORLD_GIN = ("gin_configs/models/tiny.gin", "gin_configs/worlds/finite_world.gin")
+WORLD_GIN = ("gin_configs/models/tiny.gin",
+             "gin_configs/worlds/finite_world.gin")
 TABULAR_LEARNING_RATE = 1.0
 
 
@@ -104,6 +104,8 @@ class Settings:
     eval_every: steps between exact evaluations.
     ema_decay: Nash-EMA-PG's decay.
     judge_steps: steps of the learned preference / reward model.
+    d_model: the tiny T5's width (heads of 16, d_ff 2 d_model).
+    layers: its encoder and decoder layers each.
   """
 
   steps: int = 400
@@ -114,23 +116,37 @@ class Settings:
   eval_every: int = 20
   ema_decay: float = 0.95
   judge_steps: int = 600
+  d_model: int = 64
+  layers: int = 2
 
   def __post_init__(self):
-    for name in ("steps", "sft_steps", "batch", "eval_every", "judge_steps"):
+    for name in ("steps", "sft_steps", "batch", "eval_every", "judge_steps",
+                 "d_model", "layers"):
       if getattr(self, name) < 1:
         raise ConfigError(f"--{name} must be >= 1, got {getattr(self, name)}")
     if not self.tau > 0 or not self.learning_rate > 0:
       raise ConfigError("--tau and --learning_rate must be > 0")
 
 
-QUICK = Settings(steps=6, sft_steps=6, batch=8, eval_every=3, judge_steps=4)
+QUICK = Settings(steps=6, sft_steps=6, batch=8, eval_every=3, judge_steps=4,
+                 d_model=16, layers=1)
 # Packed scorer inputs: prompt (16) + marker + answer (4) [+ marker + answer].
 SCORER_LENGTH = {"pm": 32, "rm": 24}
 SCORER_RUN = {"pm": "preference_model.gin", "rm": "reward_model.gin"}
 
 
-def _common(world: str, seed: int, workdir: str) -> tuple[str, ...]:
-  return (*MODEL_BINDINGS, f"WORLD={sweep.gin_string(world)}",
+def model_bindings(settings: Settings) -> tuple[str, ...]:
+  """The tiny T5 of every run (over gin_configs/models/tiny.gin)."""
+  d = settings.d_model
+  return tuple(f"t5_tiny/t5.T5Config.{k}={v}" for k, v in (
+      ("vocab_size", 32), ("d_model", d), ("num_heads", max(d // 16, 1)),
+      ("d_kv", 16), ("d_ff", 2 * d), ("num_encoder_layers", settings.layers),
+      ("num_decoder_layers", settings.layers)))
+
+
+def _common(world: str, seed: int, workdir: str,
+            settings: Settings) -> tuple[str, ...]:
+  return (*model_bindings(settings), f"WORLD={sweep.gin_string(world)}",
           f"SEED={seed}", f"WORKDIR={sweep.gin_string(workdir)}")
 
 
@@ -138,7 +154,8 @@ def sft_run(world: str, seed: int, workdir: str,
             settings: Settings) -> sweep.GinRun:
   """SFT on the world's answers (the reference μ)."""
   return sweep.GinRun(("gin_configs/runs/sft.gin", *WORLD_GIN), (
-      *_common(world, seed, workdir), f"TRAIN_STEPS={settings.sft_steps}",
+      *_common(world, seed, workdir, settings),
+      f"TRAIN_STEPS={settings.sft_steps}",
       "BATCH_SIZE=16", "LEARNING_RATE=0.01", "EVAL_EVERY=0",
       f"CHECKPOINT_EVERY={settings.sft_steps}",
       f"LOG_EVERY={settings.sft_steps}"))
@@ -149,7 +166,7 @@ def scorer_run(scorer: str, world: str, seed: int, workdir: str,
   """The learned preference model ('pm') or reward model ('rm')."""
   steps = settings.judge_steps
   return sweep.GinRun((f"gin_configs/runs/{SCORER_RUN[scorer]}", *WORLD_GIN), (
-      *_common(world, seed, workdir), f"TRAIN_STEPS={steps}",
+      *_common(world, seed, workdir, settings), f"TRAIN_STEPS={steps}",
       "BATCH_SIZE=32", "LEARNING_RATE=0.01", f"EVAL_EVERY={steps}",
       f"PACKED_LENGTH={SCORER_LENGTH[scorer]}", "WITH_P_STAR=True",
       f"CHECKPOINT_EVERY={steps}", f"LOG_EVERY={steps}"))
@@ -170,7 +187,8 @@ def method_run(method: Method, world: str, seed: int, workdir: str,
              f"gin_configs/worlds/{method.judge}")
   return sweep.GinRun(
       files,
-      (*_common(world, seed, workdir), f"SFT_DIR={sweep.gin_string(sft_dir)}",
+      (*_common(world, seed, workdir, settings),
+       f"SFT_DIR={sweep.gin_string(sft_dir)}",
        *judge,
        f"TRAIN_STEPS={s.steps}", f"BATCH_SIZE={s.batch}", f"TAU={s.tau}",
        f"LEARNING_RATE={s.learning_rate}", 'OPTIMIZER="adafactor"',
@@ -342,8 +360,6 @@ def win_rates(results: dict[str, Any], world: str, seeds: Sequence[int],
 def plot_curves(results: dict[str, Any], world: str, seed: int,
                 methods: Sequence[Method], path: str) -> str:
   """KL(π*_τ ‖ π) against steps: deep runs (left), tabular (right)."""
-  from matplotlib.backends import backend_agg  # pylint: disable=g-import-not-at-top
-  from matplotlib import figure as figure_lib  # pylint: disable=g-import-not-at-top
   fig = figure_lib.Figure(figsize=(10, 3.8))
   deep, tab = fig.subplots(1, 2, sharey=True)
   for method in methods:

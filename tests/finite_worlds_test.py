@@ -1,5 +1,5 @@
-"""`python -m nlhf_jax.finite_worlds --quick`: every method on a world
-through the gin entry point, the table, the plot, resuming, bad flags."""
+"""`python -m nlhf_jax.finite_worlds --quick`: methods on a world through the
+gin entry point, the table, the plot, resuming, a learned judge, bad flags."""
 
 import json
 import os
@@ -10,13 +10,13 @@ import pytest
 from nlhf_jax import finite_worlds
 
 
-def test_quick_run_writes_table_plot_and_resumes(tmp_path, capsys):
+def test_quick_runs_table_plot_resume_and_a_learned_judge(tmp_path, capsys):
   out = str(tmp_path / "worlds")
+  common = ["--out", out, "--quick", "--worlds", "majority", "--seeds", "0"]
   # The run files tests/finite_world/online_test.py does not run (it runs
   # nash_md.gin and rlhf.gin).
   names = ["EMA1", "IPO"]
-  argv = ["--out", out, "--quick", "--worlds", "majority", "--seeds", "0",
-          "--methods", ",".join(names)]
+  argv = common + ["--methods", ",".join(names)]
   assert finite_worlds.main(argv) == 0
   results = json.load(open(os.path.join(out, "results.json")))
   assert sorted(results["runs"]) == sorted(f"majority/0/{n}" for n in names)
@@ -41,6 +41,20 @@ def test_quick_run_writes_table_plot_and_resumes(tmp_path, capsys):
   assert finite_worlds.main(argv) == 0  # Everything finished: no training.
   assert "== " not in capsys.readouterr().out
 
+  # Against a learned PM, reusing the SFT run.
+  assert finite_worlds.main(common + ["--methods", "SP",
+                                      "--judges", "learned"]) == 0
+  trained = [line for line in capsys.readouterr().out.splitlines()
+             if line.startswith("== ")]
+  assert trained == ["== majority seed 0 PM", "== majority seed 0 SP-PM"]
+  results = json.load(open(os.path.join(out, "results.json")))
+  assert sorted(results["runs"]) == ["majority/0/SP-PM"]
+  judge = results["judges"]["majority/0/pm"]
+  assert 0 <= judge["accuracy"] <= 1 and judge["ceiling"] >= 0.5
+  # Measured against P*'s targets, whatever the judge it trained on.
+  final = results["runs"]["majority/0/SP-PM"]["final"]
+  assert final["kl_to_target"] == final["kl_to_nash"] > 0
+
 
 @pytest.mark.parametrize("flag, value", [("--worlds", "nope"),
                                          ("--methods", "PPO"),
@@ -51,23 +65,3 @@ def test_bad_flags_exit_2(tmp_path, flag, value, capsys):
     finite_worlds.main(["--out", str(tmp_path), "--quick", flag, value])
   assert e.value.code == 2
   assert "Config error" in capsys.readouterr().err
-
-
-def test_quick_learned_judge_reuses_the_sft_run(tmp_path, capsys):
-  out = str(tmp_path / "worlds")
-  common = ["--out", out, "--quick", "--worlds", "majority", "--seeds", "0"]
-  assert finite_worlds.main(common + ["--methods", "IPO"]) == 0
-  capsys.readouterr()
-  assert finite_worlds.main(common + ["--methods", "SP",
-                                      "--judges", "learned"]) == 0
-  trained = [line for line in capsys.readouterr().out.splitlines()
-             if line.startswith("== ")]
-  assert trained == ["== majority seed 0 PM", "== majority seed 0 SP-PM"]
-  results = json.load(open(os.path.join(out, "results.json")))
-  assert sorted(results["runs"]) == ["majority/0/SP-PM"]
-  judge = results["judges"]["majority/0/pm"]
-  assert 0 <= judge["accuracy"] <= 1 and judge["ceiling"] >= 0.5
-  # The learned judge's run is the exact evaluation's too: its KLs are
-  # measured against P*'s targets.
-  final = results["runs"]["majority/0/SP-PM"]["final"]
-  assert final["kl_to_target"] == final["kl_to_nash"] > 0

@@ -2,10 +2,10 @@
 
 Ids: 0 pad, 1 EOS (the T5 convention of `nlhf_jax.data.iterators`), 2 an
 unknown word, then the world's words (prompt and answer texts split on
-spaces, and the scorers' marker words) in sorted order. An answer is its words' ids followed by EOS; a
-sampled response has the outcome k when its tokens up to and including the
-first EOS are answer k's, and the outcome "other" (K) otherwise (no EOS,
-another sequence, a pad id before EOS).
+spaces, and the scorers' marker words) in sorted order. An answer is its
+words' ids followed by EOS; a sampled response has the outcome k when its
+tokens up to and including the first EOS are answer k's, and the outcome
+"other" (K) otherwise (no EOS, another sequence, a pad id before EOS).
 """
 
 from __future__ import annotations

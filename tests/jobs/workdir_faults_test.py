@@ -106,7 +106,10 @@ def test_second_writer_is_refused_and_a_dead_holders_lease_taken_over(
   holder = json.load(open(os.path.join(workdir, lease.FILE_NAME),
                           encoding="utf-8"))
   assert holder["pid"] == first.pid  # SIGKILL left the lease behind.
-  newest = _steps(workdir)[-1]
+  # The newest intact checkpoint: SIGKILL may land while one is written (a
+  # step folder without a valid manifest, which the resume quarantines).
+  newest = max(s for s in _steps(workdir) if checkpointing.verify_manifest(
+      os.path.join(workdir, checkpointing.CHECKPOINTS_SUBDIR, str(s))) is None)
   out = _ok(toy_sft.run(workdir, steps=newest + 10))
   assert f"Taking over the lease of {workdir!r} from pid {first.pid}" in out
   assert "that process no longer exists" in out
