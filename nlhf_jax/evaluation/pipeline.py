@@ -45,6 +45,7 @@ from nlhf_jax.judges import text as judges
 from nlhf_jax.evaluation import metric_logs
 from nlhf_jax.evaluation import plots
 from nlhf_jax.evaluation import report as report_lib
+from nlhf_jax.evaluation import significance
 from nlhf_jax.evaluation import tournament
 from nlhf_jax.models import preference
 from nlhf_jax.models import t5
@@ -360,6 +361,9 @@ def write_summary(out_dir: str, results: Mapping[str, Any], *, title: str,
               f"[{key}/win_rate_cells.csv]({key}/win_rate_cells.csv), "
               f"[{key}/policy_stats.csv]({key}/policy_stats.csv).", ""]
     if len(result.policies) > 1:
+      parts += [f"### Which differences are significant ({key})", "",
+                significance.markdown(significance.pairwise_tests(result)),
+                f"Data: [{key}/pair_tests.csv]({key}/pair_tests.csv).", ""]
       parts += report_lib.pooled_game_section(
           exploitability.pooled_game(result), f"{key}/pooled_game.csv",
           level="###")

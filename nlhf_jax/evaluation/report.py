@@ -14,6 +14,8 @@ Files written by `write_report(out_dir, result, ...)`:
   pooled_game.csv      per policy: exploitability in the game restricted
                        to the pooled responses (± s.e.) and its mass in
                        that game's Nash equilibrium (`exploitability`)
+  pair_tests.csv       per pair: mean P(column ≻ row), t, p, Holm p,
+                       significant at α = 0.05 (`significance`)
   curves/curve_*.png   training curves, when metric logs are given
   report.md            ties them together, with the caller's notes
 
@@ -33,6 +35,7 @@ from nlhf_jax.evaluation import exploitability
 from nlhf_jax.evaluation import metric_logs
 from nlhf_jax.evaluation import plots
 from nlhf_jax.evaluation import rouge
+from nlhf_jax.evaluation import significance
 from nlhf_jax.evaluation import tournament as tournament_lib
 
 Result = tournament_lib.TournamentResult
@@ -51,6 +54,7 @@ class ReportFiles:
   stats_csv: str
   curves: Mapping[str, str]
   pooled_csv: str | None = None  # None: a single policy, no pool.
+  tests_csv: str | None = None  # None: a single policy, no pairs.
 
 
 def _field(value: object) -> str:
@@ -122,6 +126,16 @@ def write_pooled_csv(game: exploitability.PooledGame,
           for name in game.policies]
   return _write_csv(path, ["policy", "exploitability", "stderr",
                            "nash_mass"], rows)
+
+
+def write_tests_csv(tests: Sequence[significance.PairTest],
+                    path: str | os.PathLike) -> str:
+  """One line per pair: row, column, win_rate, t, p, Holm p, significant."""
+  return _write_csv(path, ("row", "column", "win_rate", "num_prompts", "t",
+                           "p_value", "holm_p_value", "significant"),
+                    [(t.row, t.column, t.win_rate, t.num_prompts, t.t,
+                      t.p_value, t.adjusted_p_value, int(t.significant))
+                     for t in tests])
 
 
 def _escape(text: str) -> str:
@@ -211,7 +225,8 @@ def pooled_game_section(game: exploitability.PooledGame, csv_path: str,
 
 def _report_text(result: Result, title: str, files: Mapping[str, str],
                  curves: Mapping[str, str], notes: str, out_dir: str,
-                 game: exploitability.PooledGame | None) -> str:
+                 game: exploitability.PooledGame | None,
+                 tests: Sequence[significance.PairTest]) -> str:
   rel = {k: os.path.relpath(v, out_dir) for k, v in files.items()}
   parts = [f"# {title}", "",
            f"Policies: {', '.join(result.policies)}. Judge: "
@@ -220,7 +235,12 @@ def _report_text(result: Result, title: str, files: Mapping[str, str],
            f"![win-rate heatmap]({rel['heatmap']})", "",
            f"Data: [{rel['matrix_csv']}]({rel['matrix_csv']}) (matrix), "
            f"[{rel['cells_csv']}]({rel['cells_csv']}) (cells with intervals).",
-           "", "## Per-policy statistics", "", policy_stats_markdown(result),
+           ""]
+  if tests:
+    parts += ["## Which differences are significant", "",
+              significance.markdown(tests),
+              f"Data: [{rel['tests_csv']}]({rel['tests_csv']}).", ""]
+  parts += ["## Per-policy statistics", "", policy_stats_markdown(result),
            f"Data: [{rel['stats_csv']}]({rel['stats_csv']}). Words: "
            "whitespace-separated; ROUGE: mean per-summary F1 against the "
            "references; KL: mean of per-sample estimates ± standard error.",
@@ -264,8 +284,11 @@ def write_report(out_dir: str | os.PathLike, result: Result, *,
                                                   join("win_rates.png"))}
   game = (exploitability.pooled_game(result)
           if len(result.policies) > 1 else None)
+  tests = []
   if game is not None:
     files["pooled_csv"] = write_pooled_csv(game, join("pooled_game.csv"))
+    tests = significance.pairwise_tests(result)
+    files["tests_csv"] = write_tests_csv(tests, join("pair_tests.csv"))
   files["matrix_markdown"] = join("win_rates.md")
   with open(files["matrix_markdown"], "w", encoding="utf-8") as f:
     f.write(win_rate_markdown(result))
@@ -275,5 +298,6 @@ def write_report(out_dir: str | os.PathLike, result: Result, *,
                                         metrics=curve_metrics)
   report_path = join("report.md")
   with open(report_path, "w", encoding="utf-8") as f:
-    f.write(_report_text(result, title, files, curves, notes, out_dir, game))
+    f.write(_report_text(result, title, files, curves, notes, out_dir, game,
+                         tests))
   return ReportFiles(report=report_path, curves=curves, **files)
