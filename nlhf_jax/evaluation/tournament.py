@@ -18,6 +18,12 @@ given a token counter, in tokens; mean ROUGE-1/2/L F1 against reference
 summaries; the win rate against a named baseline (e.g. "SFT"); the mean win
 rate against all other policies; and the mean of supplied per-sample KL
 estimates KL(π ‖ π_ref). Pure numpy/scipy.
+
+A judge that can fail to answer (an LLM judge behind a network: its
+`abstains` attribute is True) returns NaN for those comparisons. They are
+left out of that cell's win rate and interval (n counts the answered ones),
+counted per pair in `unanswered`, and kept as NaN in `comparisons`; a pair
+with no answer at all is an error. Other judges' NaNs are errors.
 """
 
 from __future__ import annotations
@@ -82,6 +88,8 @@ class TournamentResult:
     confidence: nominal interval coverage.
     interval_method: "fractional" or "sampled" (see `intervals`).
     baseline: the baseline policy name, or None.
+    unanswered: {(row, column): comparisons the judge left unanswered} for
+      each judged pair (all 0 unless the judge abstains).
   """
   policies: tuple[str, ...]
   win_rate: np.ndarray
@@ -95,6 +103,8 @@ class TournamentResult:
   confidence: float
   interval_method: str
   baseline: str | None = None
+  unanswered: Mapping[tuple[str, str], int] = dataclasses.field(
+      default_factory=dict)
 
   def index(self, policy: str) -> int:
     """Row/column index of `policy`; ValueError names the known policies."""
@@ -175,21 +185,28 @@ def _kl_stats(name: str, values: object) -> dict[str, object]:
 def _judge_pairs(policies: Sequence[str], prompts: Sequence[str],
                  summaries: Mapping[str, Sequence[str]],
                  judge: judges_lib.Judge, confidence: float, method: str,
-                 seed: int) -> tuple[dict, dict]:
-  """Judges every unordered pair once: (cells, per-prompt probabilities)."""
-  cells, comparisons = {}, {}
+                 seed: int) -> tuple[dict, dict, dict]:
+  """Judges every unordered pair once: (cells, per-prompt probabilities,
+  unanswered counts)."""
+  cells, comparisons, unanswered = {}, {}, {}
   pairs = itertools.combinations(range(len(policies)), 2)
+  name = judges_lib.judge_name(judge)
   for pair_index, (r, c) in enumerate(pairs):
     row, column = policies[r], policies[c]
     p = judges_lib.check_judge_output(
         judge(prompts, summaries[column], summaries[row]), len(prompts),
-        judges_lib.judge_name(judge))
+        name, allow_nan=getattr(judge, "abstains", False))
     comparisons[(row, column)] = p
-    cell = intervals.win_rate_interval(p, confidence=confidence,
+    answered = ~np.isnan(p)
+    unanswered[(row, column)] = int(p.size - answered.sum())
+    if not answered.any():
+      raise ValueError(f"judge {name!r} answered none of the {p.size} "
+                       f"comparisons of {row!r} and {column!r}")
+    cell = intervals.win_rate_interval(p[answered], confidence=confidence,
                                        method=method, seed=[seed, pair_index])
     cells[(r, c)] = cell
     cells[(c, r)] = cell.flipped()
-  return cells, comparisons
+  return cells, comparisons, unanswered
 
 
 def _matrices(num_policies: int,
@@ -270,8 +287,8 @@ def run_tournament(prompts: Sequence[str],
   policies = tuple(summaries)
   if average_orders:
     judge = judges_lib.order_averaged(judge)
-  cells, comparisons = _judge_pairs(policies, prompts, summaries, judge,
-                                    confidence, interval_method, seed)
+  cells, comparisons, unanswered = _judge_pairs(
+      policies, prompts, summaries, judge, confidence, interval_method, seed)
   mats = _matrices(len(policies), cells)
   stats = {}
   for i, name in enumerate(policies):
@@ -283,4 +300,5 @@ def run_tournament(prompts: Sequence[str],
   return TournamentResult(
       policies=policies, comparisons=comparisons, stats=stats,
       judge_name=judges_lib.judge_name(judge), confidence=confidence,
-      interval_method=interval_method, baseline=baseline, **mats)
+      interval_method=interval_method, baseline=baseline,
+      unanswered=unanswered, **mats)

@@ -73,10 +73,12 @@ def check_judge_inputs(prompts: Sequence[str], first: Sequence[str],
   return lengths[0]
 
 
-def check_judge_output(values: object, n: int, name: str) -> np.ndarray:
+def check_judge_output(values: object, n: int, name: str,
+                       allow_nan: bool = False) -> np.ndarray:
   """Converts a judge's output to float64 [n] in [0, 1].
 
-  Values within 1e-6 of [0, 1] are clipped into it.
+  Values within 1e-6 of [0, 1] are clipped into it. With `allow_nan`, NaN
+  (a judge's "no answer") passes through unchanged.
 
   Raises:
     ValueError: on a wrong shape, NaN/inf or values outside [0, 1] (the
@@ -90,6 +92,8 @@ def check_judge_output(values: object, n: int, name: str) -> np.ndarray:
     raise ValueError(f"judge {name!r} returned shape {p.shape} for {n} "
                      f"comparisons; expected ({n},)")
   bad = ~((p >= -_TOLERANCE) & (p <= 1.0 + _TOLERANCE))  # Also NaN.
+  if allow_nan:
+    bad &= ~np.isnan(p)
   if bad.any():
     i = int(np.argmax(bad))
     raise ValueError(f"judge {name!r} returned {float(p[i])!r} at index {i}, "

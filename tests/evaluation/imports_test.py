@@ -6,7 +6,9 @@ import sys
 
 _MODULES = ("evaluation.intervals", "judges.text", "evaluation.metric_logs",
             "evaluation.plots", "evaluation.report", "evaluation.rouge",
-            "evaluation.tournament")
+            "evaluation.tournament", "evaluation.significance",
+            "evaluation.agreement", "judges.chat", "judges.answer_cache",
+            "testing.chat_server")
 
 
 def test_no_tensorflow_or_jax_import():
