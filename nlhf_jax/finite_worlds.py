@@ -39,6 +39,7 @@ from nlhf_jax import sweep
 from nlhf_jax.errors import ConfigError
 from nlhf_jax.finite_world import population
 from nlhf_jax.finite_world import targets
+from nlhf_jax.tabular import ipo
 from nlhf_jax.tabular import policy_gradient
 from nlhf_jax.tabular import simplex
 
@@ -56,7 +57,11 @@ class Method:
     run: file in gin_configs/runs/.
     judge: file in gin_configs/worlds/.
     bindings: extra gin bindings.
-    beta: the tabular Nash-MD-PG mixture β (None: not a Nash-MD-PG form).
+    beta: the mixture β of the tabular form: Nash-MD-PG's opponent, or
+      with `regression` the IPO sampler (None: not a mixture method).
+    regression: IPO's regression loss; its tabular form is
+      `tabular.ipo.ipo_md_descent` at TABULAR_LEARNING_RATE·τ/4, the step
+      size at which β = 0 equals Nash-MD-PG's self-play ascent.
     learned: judged by the learned preference model (RLHF: reward model)
       trained on the world's comparisons, instead of the exact judge.
   """
@@ -66,6 +71,7 @@ class Method:
   judge: str = "exact_p_star.gin"
   bindings: tuple[str, ...] = ()
   beta: Optional[float] = None
+  regression: bool = False
   learned: bool = False
 
   @property
@@ -86,7 +92,9 @@ METHODS = (
     Method("MD4", "nash_md.gin", bindings=("BETA=0.5",), beta=0.5),
     Method("BR", "nash_md.gin", bindings=("BETA=1.0",), beta=1.0),
     Method("EMA1", "nash_ema.gin"),
-    Method("IPO", "online_ipo.gin", beta=0.0),
+    Method("IPO", "online_ipo.gin", beta=0.0, regression=True),
+    Method("IPO-MD", "ipo_md.gin", bindings=("BETA=0.125",), beta=0.125,
+           regression=True),
 )
 
 
@@ -223,7 +231,10 @@ def tabular_curve(method: Method, world: population.World, mu: np.ndarray,
   """KL(π*_τ ‖ π_t) along the method's exact tabular dynamics from μ."""
   prefs, tau, steps = world.preference(), settings.tau, settings.steps
   lr = TABULAR_LEARNING_RATE
-  if method.beta is not None:
+  if method.regression:
+    logs = ipo.ipo_md_descent(prefs, mu, tau, method.beta, lr * tau / 4,
+                              steps)
+  elif method.beta is not None:
     logs = policy_gradient.nash_md_pg_ascent(prefs, mu, tau, method.beta,
                                              lr, steps)
   elif method.run == "rlhf.gin":

@@ -70,9 +70,22 @@ def sample_policy_and_mixture(policy: t5.T5, params: Any,
   policy sampling exactly), which also records log μ of y's tokens for the
   KL terms. Sampling is not differentiated.
   """
+  return sample_pair(policy, params, reference, reference_params, prompts_bt,
+                     rng, 0.0, beta, config)
+
+
+def sample_pair(policy: t5.T5, params: Any, reference: t5.T5,
+                reference_params: Any, prompts_bt: Array, rng: Array,
+                beta_first: Any, beta_second: Any,
+                config: sampling.SamplingConfig
+                ) -> tuple[sampling.SampleOutput, sampling.SampleOutput]:
+  """y ~ π_θ^{1−β₁} μ^β₁ and y' ~ π_θ^{1−β₂} μ^β₂ in one decode of [x; x].
+
+  Both record log μ of their tokens; sampling is not differentiated.
+  """
   b = prompts_bt.shape[0]
-  beta_rows = jnp.concatenate([jnp.zeros((b, 1), jnp.float32),
-                               jnp.full((b, 1), beta, jnp.float32)])
+  beta_rows = jnp.concatenate([jnp.full((b, 1), beta_first, jnp.float32),
+                               jnp.full((b, 1), beta_second, jnp.float32)])
   out = sampling.sample_mixture(
       policy, jax.lax.stop_gradient(params), reference, reference_params,
       jnp.concatenate([prompts_bt, prompts_bt]), rng, beta_rows, config)

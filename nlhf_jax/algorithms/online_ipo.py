@@ -11,7 +11,7 @@ Frozen: `Frozen(reference=μ params, judge=the judge's params)`.
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -39,6 +39,34 @@ class OnlineIPOConfig:
     errors.check_positive(self, "tau", self.tau)
 
 
+def ipo_update(policy: t5.T5, judge: pairwise.PairJudge, tau: float,
+               state: Any, prompts_bt: jax.Array, y: Any, y2: Any,
+               frozen: online.Frozen) -> tuple[Any, dict]:
+  """Judges (y, y') and takes the IPO regression step on both responses.
+
+  Shared by Online IPO and IPO-MD (they differ only in the sampler).
+  """
+  p, judge_metrics = stage_timing.mark("judging", pairwise.preference(
+      judge, frozen.judge, prompts_bt, y.tokens, y2.tokens))
+
+  def loss_fn(params):
+    logp, logits = online.policy_logprobs(policy, params, prompts_bt, y)
+    logp2, _ = online.policy_logprobs(policy, params, prompts_bt, y2)
+    loss = pg.online_ipo_loss(
+        logp.sum(-1), y.reference_log_probs.sum(-1), logp2.sum(-1),
+        y2.reference_log_probs.sum(-1), p, tau)
+    return loss, (logp, logits)
+
+  (loss, (logp, logits)), grads = jax.value_and_grad(
+      loss_fn, has_aux=True)(state.params)
+  metrics = online.response_metrics(
+      y, jax.lax.stop_gradient(logp), y.reference_log_probs,
+      jax.lax.stop_gradient(logits), grads)
+  metrics.update(loss=loss, preference_vs_opponent=jnp.mean(p),
+                 **judge_metrics)
+  return state.apply_gradients(grads), metrics
+
+
 def make_train_step(policy: t5.T5, reference: t5.T5,
                     judge: pairwise.PairJudge, config: OnlineIPOConfig,
                     responses: online.ResponseConfig):
@@ -50,24 +78,7 @@ def make_train_step(policy: t5.T5, reference: t5.T5,
     y, y2 = stage_timing.mark("sampling", online.sample_policy_and_mixture(
         policy, state.params, reference, frozen.reference, prompts, rng,
         0.0, sampling_config))
-    p, judge_metrics = stage_timing.mark("judging", pairwise.preference(
-        judge, frozen.judge, prompts, y.tokens, y2.tokens))
-
-    def loss_fn(params):
-      logp, logits = online.policy_logprobs(policy, params, prompts, y)
-      logp2, _ = online.policy_logprobs(policy, params, prompts, y2)
-      loss = pg.online_ipo_loss(
-          logp.sum(-1), y.reference_log_probs.sum(-1), logp2.sum(-1),
-          y2.reference_log_probs.sum(-1), p, config.tau)
-      return loss, (logp, logits)
-
-    (loss, (logp, logits)), grads = jax.value_and_grad(
-        loss_fn, has_aux=True)(state.params)
-    metrics = online.response_metrics(
-        y, jax.lax.stop_gradient(logp), y.reference_log_probs,
-        jax.lax.stop_gradient(logits), grads)
-    metrics.update(loss=loss, preference_vs_opponent=jnp.mean(p),
-                   **judge_metrics)
-    return state.apply_gradients(grads), metrics
+    return ipo_update(policy, judge, config.tau, state, prompts, y, y2,
+                      frozen)
 
   return step

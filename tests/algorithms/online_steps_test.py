@@ -1,7 +1,7 @@
 """Online algorithm steps on tiny T5s: compile once, finite metrics, updates.
 
-Covers Nash-MD-PG (SP / MD / BR as β values), Nash-EMA-PG, RLHF and Online
-IPO, each as a jitted step(state, batch, rng, frozen) on the 8 fake devices.
+Covers Nash-MD-PG (SP / MD / BR as β values), Nash-EMA-PG, RLHF, Online
+IPO and IPO-MD, each as a jitted step(state, batch, rng, frozen) on the 8 fake devices.
 """
 
 import flax.linen as nn
@@ -14,6 +14,7 @@ import pytest
 from nlhf_jax import partitioning
 from nlhf_jax.algorithms import nash_ema
 from nlhf_jax.algorithms import nash_md
+from nlhf_jax.algorithms import ipo_md
 from nlhf_jax.algorithms import online
 from nlhf_jax.algorithms import online_ipo
 from nlhf_jax.models import preference as pm_lib
@@ -143,6 +144,26 @@ def test_online_ipo_step(models):
   _run(step, models)
 
 
+def test_ipo_md_step(models):
+  policy, scorer = models[0], models[1]
+  step = ipo_md.make_train_step(policy, policy, _pm(scorer),
+                                ipo_md.IPOMDConfig(beta=0.5, tau=1.0),
+                                RESPONSES)
+  _run(step, models)
+
+
+def test_ipo_md_at_beta_zero_is_online_ipo(models):
+  policy, scorer = models[0], models[1]
+  runs = [_run(make(policy, policy, _pm(scorer), config, RESPONSES), models,
+               steps=2)[0]
+          for make, config in (
+              (ipo_md.make_train_step, ipo_md.IPOMDConfig(beta=0.0, tau=1.0)),
+              (online_ipo.make_train_step,
+               online_ipo.OnlineIPOConfig(tau=1.0)))]
+  for a, b in zip(*(jax.tree.leaves(r.params) for r in runs)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 @pytest.mark.parametrize("make", [
     lambda: nash_md.NashMDConfig(beta=1.5),
     lambda: nash_md.NashMDConfig(beta=-0.1),
@@ -151,6 +172,8 @@ def test_online_ipo_step(models):
     lambda: nash_ema.NashEMAConfig(decay=-0.5),
     lambda: rlhf.RLHFConfig(tau=-1.0),
     lambda: online_ipo.OnlineIPOConfig(tau=0.0),
+    lambda: ipo_md.IPOMDConfig(beta=1.2),
+    lambda: ipo_md.IPOMDConfig(tau=0.0),
     lambda: online.ResponseConfig(temperature=0.0),
 ])
 def test_out_of_range_settings_are_config_errors(make):
