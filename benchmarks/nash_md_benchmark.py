@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 from typing import Any, Callable, Optional, Sequence
 
 import jax
@@ -120,7 +121,8 @@ class Pieces:
 
 def build(config: t5.T5Config, settings: Settings, seed: int = 0, *,
           judge: Optional[pairwise.PairJudge] = None,
-          prompts: Optional[jax.Array] = None) -> Pieces:
+          prompts: Optional[jax.Array] = None,
+          make_step: Optional[Callable[..., Any]] = None) -> Pieces:
   """Random-weight policy, reference (= policy copy) and judge.
 
   Args:
@@ -130,6 +132,9 @@ def build(config: t5.T5Config, settings: Settings, seed: int = 0, *,
     judge: the step's pairwise judge; None: a random-weight preference
       model of `config` (its parameters are then the frozen judge's).
     prompts: int32 [batch, prompt_len] prompt tokens; None: random tokens.
+    make_step: (policy, reference, judge, responses) -> the Program's step;
+      None: Nash-MD-PG with the settings' β and τ (the split's pieces are
+      Nash-MD-PG's whatever the step).
   """
   policy = t5.T5(config)
   if judge is None:
@@ -168,8 +173,9 @@ def build(config: t5.T5Config, settings: Settings, seed: int = 0, *,
   program = program_lib.build(
       mesh=partitioning.make_mesh(partitioning.MeshConfig(-1, 1, 1)),
       init_fn=policy_init, tx=tx,
-      step_fn=nash_md.make_train_step(policy, policy, judge, nash_config,
-                                      responses),
+      step_fn=(make_step or functools.partial(
+          _nash_md_step, config=nash_config))(policy, policy, judge,
+                                              responses),
       frozen_init=train_state.Frozen(reference=policy_init, judge=judge_init))
   state = program.create_state(program.fresh_params())
   frozen = train_state.Frozen(
@@ -178,6 +184,12 @@ def build(config: t5.T5Config, settings: Settings, seed: int = 0, *,
   return Pieces(program=program, sample=sample, judge=judge_pair,
                 judge_update=judge_update, state=state, frozen=frozen,
                 prompts=jax.device_put(prompts, program.batch_sharding))
+
+
+def _nash_md_step(policy: t5.T5, reference: t5.T5,
+                  judge: pairwise.PairJudge, responses: online.ResponseConfig,
+                  config: nash_md.NashMDConfig) -> Any:
+  return nash_md.make_train_step(policy, reference, judge, config, responses)
 
 
 def _copy(tree: Any) -> Any:

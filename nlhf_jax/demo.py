@@ -2,6 +2,7 @@ r"""End-to-end NLHF on the synthetic TL;DR world: `make demo`.
 
   python -m nlhf_jax.demo --out demo_out [--quick] [--steps_scale 0.5] [--seed 1]
       [--methods MD1,SP] [--eval_prompts 300]
+      [--select_learning_rates 1e-4,3e-4,1e-3 [--select_method MD1]]
 
 Stages, in order (each prints its name, progress and duration):
 
@@ -36,6 +37,8 @@ the same folder is refused.
 
 `--quick` shrinks everything (tiny world, a few steps per stage) for the
 end-to-end test; `--steps_scale` multiplies every stage's step count.
+`--select_learning_rates` chooses a method's online learning rate on
+validation prompts after the demo (`nlhf_jax.demo_selection`).
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from typing import Any, Callable, Optional, Sequence
 import jax
 
 from nlhf_jax import cli
+from nlhf_jax import demo_selection
 from nlhf_jax import errors
 from nlhf_jax import finite_worlds
 from nlhf_jax import main as main_lib
@@ -83,6 +87,11 @@ PAPER_VS_SFT = {"RLHF": 0.990, "SP": 0.983, "MD1": 0.982, "MD4": 0.985,
                 "BR": 0.943, "EMA1": 0.970}
 PAPER_VS_RLHF = {"SP": 0.489, "MD1": 0.598, "MD4": 0.501, "BR": 0.148,
                  "EMA1": 0.468}
+
+
+# Finite-world methods left out of the demo's stage for its time budget (two
+# samplings and gradients per step); `make worlds` runs them.
+SLOW_WORLD_METHODS = ("EGPO",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,7 +133,8 @@ class DemoConfig:
       stage (the pairwise PM learns more slowly than the single-summary RM).
     world_steps: online steps per run in the finite-answer world stage.
     world_quick: that stage's other sizes from `finite_worlds.QUICK`.
-    world_methods: that stage's methods (`finite_worlds.METHODS` names).
+    world_methods: that stage's methods (`finite_worlds.METHODS` names;
+      all but SLOW_WORLD_METHODS).
     sft_batch, scorer_batch, online_batch: batch sizes.
     sft_lr, scorer_lr, online_lr: Adafactor relative step sizes.
     ema_time_constant: Nash-EMA's 1 / (1 − decay) as a fraction of the run
@@ -153,8 +163,8 @@ class DemoConfig:
   online_steps: int = 150
   world_steps: int = finite_worlds.Settings.steps
   world_quick: bool = False
-  world_methods: tuple[str, ...] = tuple(m.name for m in
-                                         finite_worlds.METHODS)
+  world_methods: tuple[str, ...] = tuple(
+      m.name for m in finite_worlds.METHODS if m.name not in SLOW_WORLD_METHODS)
   sft_batch: int = 32
   scorer_batch: int = 32
   online_batch: int = 32
@@ -626,6 +636,11 @@ def _flags(argv: Sequence[str]) -> argparse.Namespace:
   parser.add_argument("--methods", default=None,
                       help="comma-separated subset of "
                       f"{','.join(m.name for m in METHODS)}")
+  parser.add_argument("--select_learning_rates", default=None,
+                      help="e.g. 1e-4,3e-4,1e-3: afterwards, train "
+                      "--select_method at each and pick one on validation "
+                      "prompts (nlhf_jax/demo_selection.py)")
+  parser.add_argument("--select_method", default="MD1")
   return parser.parse_args(argv)
 
 
@@ -646,7 +661,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if flags.methods is not None:
       config = dataclasses.replace(config, methods=tuple(
           m.strip() for m in flags.methods.split(",") if m.strip()))
-    Demo(flags.out, config).run()
+    rates = (demo_selection.parse_rates(flags.select_learning_rates)
+             if flags.select_learning_rates else ())
+    demo = Demo(flags.out, config)
+    demo.run()
+    if rates:
+      demo.log(f"[demo] selecting {flags.select_method}'s learning rate on "
+               "validation prompts ...")
+      demo_selection.run_selection(demo, rates, flags.select_method,
+                                   demo.log)
   return 0
 
 

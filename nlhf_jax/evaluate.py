@@ -1,7 +1,8 @@
 r"""A tournament over finished runs, judged by a judge chosen by name.
 
   python -m nlhf_jax.evaluate --out eval_out --sft demo_out/runs/sft \
-      --policy RLHF=demo_out/online/runs/rlhf --policy MD1=demo_out/online/runs/md1 \
+      --policy RLHF=demo_out/runs/rlhf_tau_005 \
+      --policy MD1=demo_out/runs/nash_md_beta_0125 \
       --judge llm --llm_base_url http://127.0.0.1:8000/v1 \
       --llm_model Qwen/Qwen2.5-7B-Instruct
 

@@ -62,6 +62,8 @@ class Method:
     regression: IPO's regression loss; its tabular form is
       `tabular.ipo.ipo_md_descent` at TABULAR_LEARNING_RATE·τ/4, the step
       size at which β = 0 equals Nash-MD-PG's self-play ascent.
+    extragradient: with `regression`, EGPO's extragradient on that loss
+      (`tabular.ipo.egpo_extragradient`, same step size).
     learned: judged by the learned preference model (RLHF: reward model)
       trained on the world's comparisons, instead of the exact judge.
   """
@@ -72,6 +74,7 @@ class Method:
   bindings: tuple[str, ...] = ()
   beta: Optional[float] = None
   regression: bool = False
+  extragradient: bool = False
   learned: bool = False
 
   @property
@@ -95,6 +98,7 @@ METHODS = (
     Method("IPO", "online_ipo.gin", beta=0.0, regression=True),
     Method("IPO-MD", "ipo_md.gin", bindings=("BETA=0.125",), beta=0.125,
            regression=True),
+    Method("EGPO", "egpo.gin", beta=0.0, regression=True, extragradient=True),
 )
 
 
@@ -231,7 +235,9 @@ def tabular_curve(method: Method, world: population.World, mu: np.ndarray,
   """KL(π*_τ ‖ π_t) along the method's exact tabular dynamics from μ."""
   prefs, tau, steps = world.preference(), settings.tau, settings.steps
   lr = TABULAR_LEARNING_RATE
-  if method.regression:
+  if method.extragradient:
+    logs = ipo.egpo_extragradient(prefs, mu, tau, lr * tau / 4, steps)
+  elif method.regression:
     logs = ipo.ipo_md_descent(prefs, mu, tau, method.beta, lr * tau / 4,
                               steps)
   elif method.beta is not None:

@@ -8,6 +8,7 @@ the quick run's steps are too few for code speed to matter.
 """
 
 import csv
+import json
 import os
 import re
 import subprocess
@@ -19,8 +20,10 @@ import pytest
 from matplotlib import image as mpimg
 
 from nlhf_jax import demo as demo_lib
+from nlhf_jax import demo_selection
 from nlhf_jax import main as main_lib
 from nlhf_jax import sweep
+from nlhf_jax.errors import ConfigError
 
 POLICIES = ["SFT", "RLHF", "SP", "MD1", "MD4", "BR", "EMA1"]
 STAGES = ["world", "vocab", "worlds", "sft", "pm", "rm", "RLHF", "SP", "MD1", "MD4",
@@ -118,8 +121,25 @@ def test_rerun_skips_finished_stages_and_resumes_the_report(first_run):
   assert re.search(r"MD1: 20 summaries in", stdout)  # Only MD1 regenerated.
   assert len(re.findall(r"summaries in", stdout)) == 1
   assert (out / "report" / "report.md").exists()
-  again = _demo(out)
+  again = _demo(out, "--select_learning_rates", "1e-3,3e-3")
   assert set(_stage_lines(again).values()) == {"skipped"}
+  # The selection ran after the skipped stages, on validation prompts.
+  selection = json.loads((out / "selection" / "selection.json").read_text())
+  assert selection["split"] == "valid" and selection["method"] == "MD1"
+  assert set(selection["candidates"]) == {"0.001", "0.003"}
+  assert selection["selected_learning_rate"] in (1e-3, 3e-3)
+  best = max(v["p_star_vs_sft"] for v in selection["candidates"].values())
+  assert selection["candidates"][
+      f"{selection['selected_learning_rate']:g}"]["p_star_vs_sft"] == best
+  assert "selected learning rate" in again
+  assert (out / "selection" / "report" / "report.md").exists()
+
+
+def test_selection_rates_are_checked():
+  assert demo_selection.parse_rates("1e-4, 3e-4") == (1e-4, 3e-4)
+  for bad in ("", "x", "1e-4,1e-4", "0,1e-3"):
+    with pytest.raises(ConfigError, match="select_learning_rates"):
+      demo_selection.parse_rates(bad)
 
 
 def test_other_settings_into_the_same_folder_are_refused(first_run):

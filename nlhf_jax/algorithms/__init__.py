@@ -16,6 +16,7 @@ that run these steps live in `nlhf_jax.jobs`.
   rlhf               REINFORCE against the reward model
   online_ipo         Online IPO
   ipo_md             IPO-MD (Online IPO on two samples of the mixture)
+  egpo               EGPO (extragradient on the Online IPO loss)
   online             shared pieces of the online steps (rollouts, log-probs)
   packing            token layouts of the scorers' encoder inputs
   policy_gradient    advantages and surrogate losses of the online methods

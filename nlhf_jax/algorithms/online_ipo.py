@@ -39,12 +39,13 @@ class OnlineIPOConfig:
     errors.check_positive(self, "tau", self.tau)
 
 
-def ipo_update(policy: t5.T5, judge: pairwise.PairJudge, tau: float,
-               state: Any, prompts_bt: jax.Array, y: Any, y2: Any,
-               frozen: online.Frozen) -> tuple[Any, dict]:
-  """Judges (y, y') and takes the IPO regression step on both responses.
+def ipo_gradients(policy: t5.T5, judge: pairwise.PairJudge, tau: float,
+                  params: Any, prompts_bt: jax.Array, y: Any, y2: Any,
+                  frozen: online.Frozen) -> tuple[Any, dict]:
+  """(∇ of the IPO regression loss at `params`, metrics) for judged (y, y').
 
-  Shared by Online IPO and IPO-MD (they differ only in the sampler).
+  Shared by Online IPO, IPO-MD and EGPO (they differ in the sampler and in
+  where the gradient is taken and applied).
   """
   p, judge_metrics = stage_timing.mark("judging", pairwise.preference(
       judge, frozen.judge, prompts_bt, y.tokens, y2.tokens))
@@ -58,12 +59,21 @@ def ipo_update(policy: t5.T5, judge: pairwise.PairJudge, tau: float,
     return loss, (logp, logits)
 
   (loss, (logp, logits)), grads = jax.value_and_grad(
-      loss_fn, has_aux=True)(state.params)
+      loss_fn, has_aux=True)(params)
   metrics = online.response_metrics(
       y, jax.lax.stop_gradient(logp), y.reference_log_probs,
       jax.lax.stop_gradient(logits), grads)
   metrics.update(loss=loss, preference_vs_opponent=jnp.mean(p),
                  **judge_metrics)
+  return grads, metrics
+
+
+def ipo_update(policy: t5.T5, judge: pairwise.PairJudge, tau: float,
+               state: Any, prompts_bt: jax.Array, y: Any, y2: Any,
+               frozen: online.Frozen) -> tuple[Any, dict]:
+  """Judges (y, y') and takes the IPO regression step on both responses."""
+  grads, metrics = ipo_gradients(policy, judge, tau, state.params,
+                                 prompts_bt, y, y2, frozen)
   return state.apply_gradients(grads), metrics
 
 

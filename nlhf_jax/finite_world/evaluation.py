@@ -34,6 +34,7 @@ from scipy import special
 from nlhf_jax import errors
 from nlhf_jax import losses
 from nlhf_jax import train_state
+from nlhf_jax.algorithms import egpo
 from nlhf_jax.algorithms import ipo_md
 from nlhf_jax.algorithms import nash_ema
 from nlhf_jax.algorithms import nash_md
@@ -63,7 +64,8 @@ def target_of(algorithm: Any, source: data_lib.FiniteWorldSource
     return "best response to μ", (
         lambda prefs, mu: targets.best_response_to_reference(prefs, mu, tau))
   if isinstance(algorithm, (nash_md.NashMDConfig, nash_ema.NashEMAConfig,
-                            online_ipo.OnlineIPOConfig, ipo_md.IPOMDConfig)):
+                            online_ipo.OnlineIPOConfig, ipo_md.IPOMDConfig,
+                            egpo.EGPOConfig)):
     return "π*_τ", lambda prefs, mu: targets.regularized_nash(prefs, mu, tau)
   if isinstance(algorithm, rlhf.RLHFConfig):
     reward = judge_lib.bradley_terry_table(source)
@@ -71,7 +73,8 @@ def target_of(algorithm: Any, source: data_lib.FiniteWorldSource
                                                                tau)
   raise ConfigError(f"No exact finite-world target is known for "
                     f"{type(algorithm).__name__}; ExactTargets supports "
-                    "Nash-MD-PG (any β), Nash-EMA-PG, Online IPO, IPO-MD and RLHF.")
+                    "Nash-MD-PG (any β), Nash-EMA-PG, Online IPO, IPO-MD, "
+                    "EGPO and RLHF.")
 
 
 def outcome_distribution(logp_xk: np.ndarray,

@@ -360,7 +360,8 @@ class ChatCompletionsJudge:
   def _ask(self, key: str, prompt: str, first: str, second: str) -> float:
     """q for one ordered question, retried (module docstring); NaN if none."""
     c = self.config
-    body = {"model": c.model, "temperature": c.temperature, "max_tokens": c.max_tokens,
+    body = {"model": c.model, "temperature": c.temperature,
+            "max_tokens": c.max_tokens,
             "messages": self.template.messages(prompt, first, second)}
     if c.use_logprobs:
       body.update(logprobs=True, top_logprobs=c.top_logprobs)

@@ -23,6 +23,17 @@ i.e. pi ∝ mu exp(P rho / tau): exactly the stationarity condition of
 Nash-MD-PG at the same beta (`policy_gradient`, opponent rho). At beta = 0
 that is the regularised Nash equilibrium pi*_tau; at beta > 0 it is
 Nash-MD-PG's own fixed point (which is not pi*_tau in general).
+
+EGPO (Zhou, Fazel and Du, 2025) takes extragradient steps on the same loss
+with beta = 0: a predictor from theta with the sampler pi_theta, then the
+corrector applied from theta with the gradient at the predictor (and its
+sampler):
+
+  theta_half = theta - lr dL/dtheta(theta),
+  theta_next = theta - lr dL/dtheta(theta_half).
+
+Its paper states last-iterate linear convergence to pi*_tau
+(`egpo_extragradient`).
 """
 
 from __future__ import annotations
@@ -108,5 +119,44 @@ def ipo_md_descent(prefs: np.ndarray, mu: np.ndarray, tau: float,
   for t in range(num_steps):
     logits = logits - learning_rate * ipo_expected_gradient(
         logits, mu, prefs, beta, tau)
+    out[t + 1] = simplex.log_normalize(logits)
+  return out
+
+
+def egpo_extragradient(prefs: np.ndarray, mu: np.ndarray, tau: float,
+                       learning_rate: float, num_steps: int,
+                       init_logits: Optional[np.ndarray] = None
+                       ) -> np.ndarray:
+  """EGPO's extragradient on the Online IPO loss (module docstring).
+
+  Args:
+    prefs: shape (..., n, n).
+    mu: reference policy, shape (..., n), strictly positive.
+    tau: > 0.
+    learning_rate: > 0.
+    num_steps: T >= 0 (each one predictor and one corrector gradient).
+    init_logits: theta_0, shape (..., n); defaults to log mu.
+
+  Returns:
+    log-policies log pi_0..log pi_T of the corrector iterates, shape
+    (T + 1, ..., n).
+  """
+  if not learning_rate > 0 or num_steps < 0:
+    raise ValueError(f"need learning_rate > 0 and num_steps >= 0; got "
+                     f"{learning_rate} and {num_steps}")
+  prefs = games.as_preference_matrix(prefs)
+  mu = simplex.as_policy(mu, "mu", num_responses=prefs.shape[-1],
+                         strictly_positive=True)
+  logits = np.log(mu) if init_logits is None else np.asarray(
+      init_logits, np.float64)
+  logits = np.broadcast_to(
+      logits, np.broadcast_shapes(logits.shape, mu.shape, prefs.shape[:-1]))
+  out = np.empty((num_steps + 1,) + logits.shape)
+  out[0] = simplex.log_normalize(logits)
+  for t in range(num_steps):
+    half = logits - learning_rate * ipo_expected_gradient(
+        logits, mu, prefs, 0.0, tau)
+    logits = logits - learning_rate * ipo_expected_gradient(
+        half, mu, prefs, 0.0, tau)
     out[t + 1] = simplex.log_normalize(logits)
   return out

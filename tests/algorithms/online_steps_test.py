@@ -1,7 +1,8 @@
 """Online algorithm steps on tiny T5s: compile once, finite metrics, updates.
 
 Covers Nash-MD-PG (SP / MD / BR as β values), Nash-EMA-PG, RLHF, Online
-IPO and IPO-MD, each as a jitted step(state, batch, rng, frozen) on the 8 fake devices.
+IPO, IPO-MD and EGPO, each as a jitted step(state, batch, rng, frozen) on
+the 8 fake devices.
 """
 
 import flax.linen as nn
@@ -14,6 +15,7 @@ import pytest
 from nlhf_jax import partitioning
 from nlhf_jax.algorithms import nash_ema
 from nlhf_jax.algorithms import nash_md
+from nlhf_jax.algorithms import egpo
 from nlhf_jax.algorithms import ipo_md
 from nlhf_jax.algorithms import online
 from nlhf_jax.algorithms import online_ipo
@@ -50,9 +52,10 @@ def models():
   return policy, scorer, p_params, s_params, {"encoder_input_tokens": prompts}
 
 
-def _run(step, models, with_ema=False, steps=3):
+def _run(step, models, with_ema=False, steps=3, optimizer=None):
   policy, scorer, p_params, s_params, batch = models
-  state = TrainState.create(p_params, optax.adam(1e-2), with_ema=with_ema)
+  state = TrainState.create(p_params, optimizer or optax.adam(1e-2),
+                            with_ema=with_ema)
   frozen = Frozen(reference=p_params, judge=s_params)
   mesh = partitioning.make_mesh(partitioning.MeshConfig(-1, 1, 1))
   traces = []
@@ -164,6 +167,37 @@ def test_ipo_md_at_beta_zero_is_online_ipo(models):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+def test_egpo_step_applies_the_corrector_from_the_snapshot(models):
+  """With SGD, θ⁺ = θ − η ∇L(θ½; samples of π_θ½), θ½ = θ − η ∇L(θ; ...)."""
+  policy, scorer, p_params, s_params, batch = models
+  judge, tau, lr = _pm(scorer), 1.0, 0.5
+  step = egpo.make_train_step(policy, policy, judge, egpo.EGPOConfig(tau=tau),
+                              RESPONSES)
+  new, history = _run(step, models, optimizer=optax.sgd(lr), steps=1)
+  assert "predictor_loss" in history[0]
+  frozen = Frozen(reference=p_params, judge=s_params)
+  prompts = batch["encoder_input_tokens"]
+  config = RESPONSES.sampling_config()
+
+  @jax.jit
+  def by_hand(params):
+    keys = jax.random.split(jax.random.PRNGKey(0))  # _run's first step RNG.
+    grad = lambda at, key: online_ipo.ipo_gradients(
+        policy, judge, tau, at, prompts, *online.sample_pair(
+            policy, at, policy, p_params, prompts, key, 0.0, 0.0, config),
+        frozen)[0]
+    half = jax.tree.map(lambda p, g: p - lr * g, params, grad(params, keys[0]))
+    return half, jax.tree.map(lambda p, g: p - lr * g, params,
+                              grad(half, keys[1]))
+
+  half, expected = by_hand(p_params)
+  for a, b in zip(jax.tree.leaves(new.params), jax.tree.leaves(expected)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-4)
+  moved = max(float(jnp.abs(a - h).max()) for a, h in zip(
+      jax.tree.leaves(new.params), jax.tree.leaves(half)))
+  assert moved > 1e-3  # Not the predictor, and not a step from θ½.
+
+
 @pytest.mark.parametrize("make", [
     lambda: nash_md.NashMDConfig(beta=1.5),
     lambda: nash_md.NashMDConfig(beta=-0.1),
@@ -174,6 +208,7 @@ def test_ipo_md_at_beta_zero_is_online_ipo(models):
     lambda: online_ipo.OnlineIPOConfig(tau=0.0),
     lambda: ipo_md.IPOMDConfig(beta=1.2),
     lambda: ipo_md.IPOMDConfig(tau=0.0),
+    lambda: egpo.EGPOConfig(tau=-1.0),
     lambda: online.ResponseConfig(temperature=0.0),
 ])
 def test_out_of_range_settings_are_config_errors(make):

@@ -126,6 +126,21 @@ def test_nash_md(run_cli):
   assert record["params_policy"] > record["params_preference_model"] > 0
 
 
+def test_followups(run_cli):
+  record = run_cli("followups_benchmark", "--algorithms", "nash_md,egpo")
+  assert record["benchmark"] == "followups_step_time"
+  ratios = record["step_time_ratio_to_nash_md"]
+  assert set(ratios) == {"nash_md", "egpo"} and ratios["nash_md"] == 1.0
+  batch = record["config"]["settings"]["batch"]
+  for name, result in record["algorithms"].items():
+    _check_timing(result["fused"])
+    assert math.isclose(result["samples_per_s"],
+                        batch / result["median_step_s"]), name
+  assert math.isclose(ratios["egpo"],
+                      record["algorithms"]["egpo"]["median_step_s"] /
+                      record["algorithms"]["nash_md"]["median_step_s"])
+
+
 def test_judge_price(run_cli):
   record = run_cli("judge_benchmark")
   assert record["benchmark"] == "judge_price_nash_md"
