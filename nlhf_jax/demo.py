@@ -663,6 +663,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           m.strip() for m in flags.methods.split(",") if m.strip()))
     rates = (demo_selection.parse_rates(flags.select_learning_rates)
              if flags.select_learning_rates else ())
+    if rates and flags.select_method not in {m.name for m in METHODS}:
+      raise ConfigError(f"--select_method {flags.select_method!r} is not one "
+                        f"of {[m.name for m in METHODS]}.")
     demo = Demo(flags.out, config)
     demo.run()
     if rates:

@@ -135,11 +135,18 @@ def test_rerun_skips_finished_stages_and_resumes_the_report(first_run):
   assert (out / "selection" / "report" / "report.md").exists()
 
 
-def test_selection_rates_are_checked():
+def test_selection_rates_are_checked(tmp_path, capsys):
   assert demo_selection.parse_rates("1e-4, 3e-4") == (1e-4, 3e-4)
   for bad in ("", "x", "1e-4,1e-4", "0,1e-3"):
     with pytest.raises(ConfigError, match="select_learning_rates"):
       demo_selection.parse_rates(bad)
+  # An unknown method is refused before any stage runs.
+  with pytest.raises(SystemExit) as exit_info:
+    demo_lib.main(["--out", str(tmp_path / "out"), "--select_learning_rates",
+                   "1e-3", "--select_method", "XYZ"])
+  assert exit_info.value.code == 2
+  assert "--select_method 'XYZ'" in capsys.readouterr().err
+  assert not (tmp_path / "out").exists()
 
 
 def test_other_settings_into_the_same_folder_are_refused(first_run):
