@@ -6,7 +6,8 @@ From a CPU machine with libtpu installed (`pip install -e '.[tpu]'`):
       --gin_file=gin_configs/mesh/v5e_16.gin --topology=v5e:4x4
 
 compiles the SFT step, the preference-model step and the Nash-MD-PG step
-(policy + reference + preference model, sampling included) for the slice's
+(policy + reference + preference model, sampling included; `--programs`
+also takes ipo_md and egpo, the follow-up online steps) for the slice's
 devices with the mesh from gin, and prints per-device memory (arguments,
 outputs, temporaries) from the compiled memory analysis with a verdict
 against the chip's HBM. No TPU is needed and nothing is allocated. Each
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -42,6 +44,8 @@ from nlhf_jax import partitioning
 from nlhf_jax import program as program_lib
 from nlhf_jax import train_state
 from nlhf_jax import trainer
+from nlhf_jax.algorithms import egpo
+from nlhf_jax.algorithms import ipo_md
 from nlhf_jax.algorithms import nash_md
 from nlhf_jax.algorithms import online
 from nlhf_jax.algorithms import preference_model
@@ -52,7 +56,7 @@ from nlhf_jax.models import init as model_init
 from nlhf_jax.models import preference
 from nlhf_jax.models import t5
 
-PROGRAMS = ("sft", "preference_model", "nash_md")
+PROGRAMS = ("sft", "preference_model", "nash_md", "ipo_md", "egpo")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,13 +113,21 @@ def compile_preference_model(pm_cfg: t5.T5Config, mesh, shapes: Shapes,
       "label": jax.ShapeDtypeStruct((b,), jnp.int32)})
 
 
-def compile_nash_md(policy_cfg: t5.T5Config, pm_cfg: t5.T5Config, mesh,
-                    shapes: Shapes, config: trainer.TrainConfig):
+# Online programs: (algorithm module, its default config) by program name.
+ONLINE = {"nash_md": (nash_md, nash_md.NashMDConfig()),
+          "ipo_md": (ipo_md, ipo_md.IPOMDConfig()),
+          "egpo": (egpo, egpo.EGPOConfig())}
+
+
+def compile_online(name: str, policy_cfg: t5.T5Config, pm_cfg: t5.T5Config,
+                   mesh, shapes: Shapes, config: trainer.TrainConfig):
+  """An online step (`ONLINE[name]`): policy, reference and PM, sampling."""
+  module, algorithm = ONLINE[name]
   policy = t5.T5(policy_cfg)
   judge = pairwise.PreferenceModelJudge(t5.T5Scorer(pm_cfg),
                                         _pair_layout(shapes))
-  step = nash_md.make_train_step(
-      policy, policy, judge, nash_md.NashMDConfig(),
+  step = module.make_train_step(
+      policy, policy, judge, algorithm,
       online.ResponseConfig(max_decode_length=shapes.target_length))
   program = trainer.build_program(
       config, mesh, model_init.init_fn(policy, 0), step,
@@ -169,8 +181,8 @@ def compile_programs(topology: str, policy_cfg: t5.T5Config,
       "sft": lambda: compile_sft(policy_cfg, mesh, shapes, config),
       "preference_model": lambda: compile_preference_model(
           pm_cfg, mesh, shapes, config),
-      "nash_md": lambda: compile_nash_md(policy_cfg, pm_cfg, mesh, shapes,
-                                         config),
+      **{name: functools.partial(compile_online, name, policy_cfg, pm_cfg,
+                                 mesh, shapes, config) for name in ONLINE},
   }
   reports = []
   for name in programs:
