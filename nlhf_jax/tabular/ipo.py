@@ -104,23 +104,10 @@ def ipo_md_descent(prefs: np.ndarray, mu: np.ndarray, tau: float,
   Returns:
     log-policies log pi_0..log pi_T, shape (T + 1, ..., n).
   """
-  if not learning_rate > 0 or num_steps < 0:
-    raise ValueError(f"need learning_rate > 0 and num_steps >= 0; got "
-                     f"{learning_rate} and {num_steps}")
-  prefs = games.as_preference_matrix(prefs)
-  mu = simplex.as_policy(mu, "mu", num_responses=prefs.shape[-1],
-                         strictly_positive=True)
-  logits = np.log(mu) if init_logits is None else np.asarray(
-      init_logits, np.float64)
-  logits = np.broadcast_to(
-      logits, np.broadcast_shapes(logits.shape, mu.shape, prefs.shape[:-1]))
-  out = np.empty((num_steps + 1,) + logits.shape)
-  out[0] = simplex.log_normalize(logits)
-  for t in range(num_steps):
-    logits = logits - learning_rate * ipo_expected_gradient(
-        logits, mu, prefs, beta, tau)
-    out[t + 1] = simplex.log_normalize(logits)
-  return out
+  return policy_gradient.logit_path(
+      prefs, mu, learning_rate, num_steps, init_logits,
+      lambda logits, mu, prefs: logits - learning_rate *
+      ipo_expected_gradient(logits, mu, prefs, beta, tau))
 
 
 def egpo_extragradient(prefs: np.ndarray, mu: np.ndarray, tau: float,
@@ -141,22 +128,11 @@ def egpo_extragradient(prefs: np.ndarray, mu: np.ndarray, tau: float,
     log-policies log pi_0..log pi_T of the corrector iterates, shape
     (T + 1, ..., n).
   """
-  if not learning_rate > 0 or num_steps < 0:
-    raise ValueError(f"need learning_rate > 0 and num_steps >= 0; got "
-                     f"{learning_rate} and {num_steps}")
-  prefs = games.as_preference_matrix(prefs)
-  mu = simplex.as_policy(mu, "mu", num_responses=prefs.shape[-1],
-                         strictly_positive=True)
-  logits = np.log(mu) if init_logits is None else np.asarray(
-      init_logits, np.float64)
-  logits = np.broadcast_to(
-      logits, np.broadcast_shapes(logits.shape, mu.shape, prefs.shape[:-1]))
-  out = np.empty((num_steps + 1,) + logits.shape)
-  out[0] = simplex.log_normalize(logits)
-  for t in range(num_steps):
+  def extragradient(logits, mu, prefs):
     half = logits - learning_rate * ipo_expected_gradient(
         logits, mu, prefs, 0.0, tau)
-    logits = logits - learning_rate * ipo_expected_gradient(
+    return logits - learning_rate * ipo_expected_gradient(
         half, mu, prefs, 0.0, tau)
-    out[t + 1] = simplex.log_normalize(logits)
-  return out
+
+  return policy_gradient.logit_path(prefs, mu, learning_rate, num_steps,
+                                    init_logits, extragradient)

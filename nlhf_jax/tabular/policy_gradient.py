@@ -16,7 +16,7 @@ exact softmax ascent for RLHF (h = r - tau log(pi/mu)) and Nash-EMA-PG
 (opponent = softmax of the logits' EMA).
 """
 
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -113,6 +113,25 @@ def nash_md_pg_ascent(prefs: np.ndarray,
   Returns:
     log-policies log pi_0..log pi_T, shape (T + 1, ..., n).
   """
+  return logit_path(
+      prefs, mu, learning_rate, num_steps, init_logits,
+      lambda logits, mu, prefs: logits + learning_rate *
+      nash_md_pg_expected_gradient(logits, mu, prefs, beta, tau))
+
+
+def logit_path(prefs: np.ndarray, mu: np.ndarray, learning_rate: float,
+               num_steps: int, init_logits: Optional[np.ndarray],
+               next_logits: Callable[[np.ndarray, np.ndarray, np.ndarray],
+                                     np.ndarray]) -> np.ndarray:
+  """log pi_0..log pi_T of theta_{t+1} = next_logits(theta_t, mu, prefs).
+
+  Checks the inputs, starts from `init_logits` (default log mu) broadcast
+  against mu and prefs, and passes the checked mu and prefs to
+  `next_logits`. Shared by the exact tabular dynamics that iterate logits.
+
+  Returns:
+    shape (T + 1, ..., n).
+  """
   if not learning_rate > 0 or num_steps < 0:
     raise ValueError(f"need learning_rate > 0 and num_steps >= 0; got "
                      f"{learning_rate} and {num_steps}")
@@ -126,8 +145,7 @@ def nash_md_pg_ascent(prefs: np.ndarray,
   out = np.empty((num_steps + 1,) + logits.shape)
   out[0] = simplex.log_normalize(logits)
   for t in range(num_steps):
-    logits = logits + learning_rate * nash_md_pg_expected_gradient(
-        logits, mu, prefs, beta, tau)
+    logits = next_logits(logits, mu, prefs)
     out[t + 1] = simplex.log_normalize(logits)
   return out
 

@@ -61,6 +61,12 @@ def test_online_ipo_minimiser():
 K = 3  # tokens per step; sequences are (y1, y2).
 
 
+def _random_prefs(rng, n):
+  """An n × n preference matrix: upper triangle uniform, P + Pᵀ = 1."""
+  upper = rng.uniform(size=(n, n))
+  return np.triu(upper, 1) + np.tril(1 - upper.T, -1) + 0.5 * np.eye(n)
+
+
 def _tables(theta):
   """log π(y1) [K] and log π(y2 | y1) [K, K] from parameters."""
   return jax.nn.log_softmax(theta["l1"]), jax.nn.log_softmax(theta["l2"], -1)
@@ -126,9 +132,7 @@ def test_nash_md_pg_estimator_is_unbiased(beta):
   mu = (jax.nn.log_softmax(jnp.asarray(rng.normal(size=K), jnp.float32)),
         jax.nn.log_softmax(jnp.asarray(rng.normal(size=(K, K)),
                                        jnp.float32), -1))
-  upper = rng.uniform(size=(K * K, K * K))
-  prefs = jnp.asarray(np.triu(upper, 1) + np.tril(1 - upper.T, -1) +
-                      0.5 * np.eye(K * K), jnp.float32)
+  prefs = jnp.asarray(_random_prefs(rng, K * K), jnp.float32)
   tau = 0.1
 
   opp = _mixture_tables(theta, mu, beta)
@@ -158,8 +162,7 @@ def test_model_based_step_agrees_with_tabular_nash_md_gradient(beta):
   rng = np.random.default_rng(3)
   logits = rng.normal(size=n)
   mu = rng.dirichlet(np.ones(n))
-  upper = rng.uniform(size=(n, n))
-  prefs = np.triu(upper, 1) + np.tril(1 - upper.T, -1) + 0.5 * np.eye(n)
+  prefs = _random_prefs(rng, n)
   exact = tabular_pg.nash_md_pg_expected_gradient(logits, mu, prefs, beta,
                                                   tau)
   opponent = tabular_pg.mixture_opponent(logits, mu, beta)
@@ -199,8 +202,7 @@ def test_model_based_ipo_md_loss_agrees_with_tabular_gradient(beta):
   rng = np.random.default_rng(4)
   logits = rng.normal(size=n)
   mu = rng.dirichlet(np.ones(n))
-  upper = rng.uniform(size=(n, n))
-  prefs = np.triu(upper, 1) + np.tril(1 - upper.T, -1) + 0.5 * np.eye(n)
+  prefs = _random_prefs(rng, n)
   exact = ipo.ipo_expected_gradient(logits, mu, prefs, beta, tau)
   sampler = jnp.log(jnp.asarray(
       tabular_pg.mixture_opponent(logits, mu, beta), jnp.float32))
