@@ -43,7 +43,7 @@ WORLDS_OUT ?= worlds_out
 WORLDS_ARGS ?=
 
 # Every method on the finite-answer worlds against its exact target (README,
-# "Finite-answer worlds"): 3 worlds x 2 seeds x 7 methods.
+# "Finite-answer worlds"): 3 worlds x 2 seeds x 11 methods.
 worlds: $(STAMP)
 	JAX_PLATFORMS=cpu TF_CPP_MIN_LOG_LEVEL=3 \
 	  $(PY) -m nlhf_jax.finite_worlds --out $(WORLDS_OUT) --seeds 1,2 $(WORLDS_ARGS)

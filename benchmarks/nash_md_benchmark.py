@@ -122,7 +122,8 @@ class Pieces:
 def build(config: t5.T5Config, settings: Settings, seed: int = 0, *,
           judge: Optional[pairwise.PairJudge] = None,
           prompts: Optional[jax.Array] = None,
-          make_step: Optional[Callable[..., Any]] = None) -> Pieces:
+          make_step: Optional[Callable[..., Any]] = None,
+          with_anchor: bool = False) -> Pieces:
   """Random-weight policy, reference (= policy copy) and judge.
 
   Args:
@@ -135,6 +136,7 @@ def build(config: t5.T5Config, settings: Settings, seed: int = 0, *,
     make_step: (policy, reference, judge, responses) -> the Program's step;
       None: Nash-MD-PG with the settings' β and τ (the split's pieces are
       Nash-MD-PG's whatever the step).
+    with_anchor: the state keeps an anchor copy (Nash Prox, MPO).
   """
   policy = t5.T5(config)
   if judge is None:
@@ -172,7 +174,7 @@ def build(config: t5.T5Config, settings: Settings, seed: int = 0, *,
 
   program = program_lib.build(
       mesh=partitioning.make_mesh(partitioning.MeshConfig(-1, 1, 1)),
-      init_fn=policy_init, tx=tx,
+      init_fn=policy_init, tx=tx, with_anchor=with_anchor,
       step_fn=(make_step or functools.partial(
           _nash_md_step, config=nash_config))(policy, policy, judge,
                                               responses),

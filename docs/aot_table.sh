@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Produces the README's ahead-of-time memory table (CPU machine + libtpu).
 # Each row compiles one configuration (6-15 min each on a 2-core machine) and
-# appends its reports to $OUT; ROWS="2 5" runs only those rows (default: all 12).
+# appends its reports to $OUT; ROWS="2 5" runs only those rows (default: all 13).
 #   OUT=docs/aot_table.jsonl ROWS="1 2" bash docs/aot_table.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-docs/aot_table.jsonl}
 PY=${PY:-.venv/bin/python}
-ROWS=${ROWS:-1 2 3 4 5 6 7 8 9 10 11 12}
+ROWS=${ROWS:-1 2 3 4 5 6 7 8 9 10 11 12 13}
 aot() { "$PY" -m nlhf_jax.aot --json="$OUT" "$@"; }
 L=(--gin_file=gin_configs/models/large.gin --gin_file=gin_configs/models/xl.gin
    --gin.POLICY_MODEL=@t5_large/t5.T5Config\(\) --gin.PREFERENCE_MODEL=@t5_xl/t5.T5Config\(\)
@@ -44,7 +44,8 @@ row() {
     11) aot "${X[@]}" "${FULL_X[@]}" --gin_file=gin_configs/mesh/v4_32.gin --topology=v4-32 --programs=nash_md ;;
     # The follow-up online steps (IPO-MD, EGPO) beside row 3's nash_md.
     12) aot "${L[@]}" "${FULL_L[@]}" "${V5E16[@]}" --programs=ipo_md,egpo ;;
-    *) echo "unknown row $1 (1-12)" >&2; return 2 ;;
+    13) aot "${L[@]}" "${FULL_L[@]}" "${V5E16[@]}" --programs=nash_prox,mpo ;;
+    *) echo "unknown row $1 (1-13)" >&2; return 2 ;;
   esac
 }
 for r in $ROWS; do

@@ -7,7 +7,7 @@ From a CPU machine with libtpu installed (`pip install -e '.[tpu]'`):
 
 compiles the SFT step, the preference-model step and the Nash-MD-PG step
 (policy + reference + preference model, sampling included; `--programs`
-also takes ipo_md and egpo, the follow-up online steps) for the slice's
+also takes ipo_md, egpo, nash_prox and mpo, the follow-up online steps) for the slice's
 devices with the mesh from gin, and prints per-device memory (arguments,
 outputs, temporaries) from the compiled memory analysis with a verdict
 against the chip's HBM. No TPU is needed and nothing is allocated. Each
@@ -46,7 +46,9 @@ from nlhf_jax import train_state
 from nlhf_jax import trainer
 from nlhf_jax.algorithms import egpo
 from nlhf_jax.algorithms import ipo_md
+from nlhf_jax.algorithms import mpo
 from nlhf_jax.algorithms import nash_md
+from nlhf_jax.algorithms import nash_prox
 from nlhf_jax.algorithms import online
 from nlhf_jax.algorithms import preference_model
 from nlhf_jax.algorithms import sft
@@ -56,7 +58,8 @@ from nlhf_jax.models import init as model_init
 from nlhf_jax.models import preference
 from nlhf_jax.models import t5
 
-PROGRAMS = ("sft", "preference_model", "nash_md", "ipo_md", "egpo")
+PROGRAMS = ("sft", "preference_model", "nash_md", "ipo_md", "egpo",
+            "nash_prox", "mpo")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,7 +119,9 @@ def compile_preference_model(pm_cfg: t5.T5Config, mesh, shapes: Shapes,
 # Online programs: (algorithm module, its default config) by program name.
 ONLINE = {"nash_md": (nash_md, nash_md.NashMDConfig()),
           "ipo_md": (ipo_md, ipo_md.IPOMDConfig()),
-          "egpo": (egpo, egpo.EGPOConfig())}
+          "egpo": (egpo, egpo.EGPOConfig()),
+          "nash_prox": (nash_prox, nash_prox.NashProxConfig()),
+          "mpo": (mpo, mpo.MPOConfig())}
 
 
 def compile_online(name: str, policy_cfg: t5.T5Config, pm_cfg: t5.T5Config,
@@ -131,6 +136,7 @@ def compile_online(name: str, policy_cfg: t5.T5Config, pm_cfg: t5.T5Config,
       online.ResponseConfig(max_decode_length=shapes.target_length))
   program = trainer.build_program(
       config, mesh, model_init.init_fn(policy, 0), step,
+      with_anchor=bool(getattr(algorithm, "keeps_anchor", False)),
       frozen_init=train_state.Frozen(
           reference=model_init.init_fn(policy, 0), judge=judge.init_params))
   return _compile(program, {"encoder_input_tokens": _tokens(

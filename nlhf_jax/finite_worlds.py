@@ -39,6 +39,7 @@ from nlhf_jax import sweep
 from nlhf_jax.errors import ConfigError
 from nlhf_jax.finite_world import population
 from nlhf_jax.finite_world import targets
+from nlhf_jax.tabular import anchored
 from nlhf_jax.tabular import ipo
 from nlhf_jax.tabular import policy_gradient
 from nlhf_jax.tabular import simplex
@@ -64,6 +65,9 @@ class Method:
       size at which β = 0 equals Nash-MD-PG's self-play ascent.
     extragradient: with `regression`, EGPO's extragradient on that loss
       (`tabular.ipo.egpo_extragradient`, same step size).
+    anchor: 'prox' (Nash Prox) or 'magnet' (MPO): the policy-gradient
+      dynamics of `tabular.anchored` at TABULAR_LEARNING_RATE, with the
+      Settings' η, inner steps and refresh period.
     learned: judged by the learned preference model (RLHF: reward model)
       trained on the world's comparisons, instead of the exact judge.
   """
@@ -75,6 +79,7 @@ class Method:
   beta: Optional[float] = None
   regression: bool = False
   extragradient: bool = False
+  anchor: Optional[str] = None
   learned: bool = False
 
   @property
@@ -99,6 +104,8 @@ METHODS = (
     Method("IPO-MD", "ipo_md.gin", bindings=("BETA=0.125",), beta=0.125,
            regression=True),
     Method("EGPO", "egpo.gin", beta=0.0, regression=True, extragradient=True),
+    Method("Prox", "nash_prox.gin", anchor="prox"),
+    Method("MPO", "mpo.gin", anchor="magnet"),
 )
 
 
@@ -115,6 +122,9 @@ class Settings:
     batch: online batch (prompts per step).
     eval_every: steps between exact evaluations.
     ema_decay: Nash-EMA-PG's decay.
+    prox_eta: Nash Prox's proximal step size η (KL weight 1/η to π_k).
+    prox_inner_steps: Nash Prox's gradient steps per proximal step.
+    mpo_refresh_every: MPO's steps between magnet refreshes.
     judge_steps: steps of the learned preference / reward model.
     d_model: the tiny T5's width (heads of 16, d_ff 2 d_model).
     layers: its encoder and decoder layers each.
@@ -127,17 +137,21 @@ class Settings:
   batch: int = 32
   eval_every: int = 20
   ema_decay: float = 0.95
+  prox_eta: float = 20.0
+  prox_inner_steps: int = 10
+  mpo_refresh_every: int = 50
   judge_steps: int = 600
   d_model: int = 64
   layers: int = 2
 
   def __post_init__(self):
     for name in ("steps", "sft_steps", "batch", "eval_every", "judge_steps",
-                 "d_model", "layers"):
+                 "d_model", "layers", "prox_inner_steps",
+                 "mpo_refresh_every"):
       if getattr(self, name) < 1:
         raise ConfigError(f"--{name} must be >= 1, got {getattr(self, name)}")
-    if not self.tau > 0 or not self.learning_rate > 0:
-      raise ConfigError("--tau and --learning_rate must be > 0")
+    if not (self.tau > 0 and self.learning_rate > 0 and self.prox_eta > 0):
+      raise ConfigError("--tau, --learning_rate and --prox_eta must be > 0")
 
 
 QUICK = Settings(steps=6, sft_steps=6, batch=8, eval_every=3, judge_steps=4,
@@ -206,7 +220,9 @@ def method_run(method: Method, world: str, seed: int, workdir: str,
        f"LEARNING_RATE={s.learning_rate}", 'OPTIMIZER="adafactor"',
        f"EVAL_EVERY={s.eval_every}", f"CHECKPOINT_EVERY={s.steps}",
        f"LOG_EVERY={max(s.steps // 4, 1)}", "STAGE_TIMING_EVERY=0",
-       f"EMA_DECAY={s.ema_decay}", *method.bindings))
+       f"EMA_DECAY={s.ema_decay}", f"ETA={s.prox_eta}",
+       f"INNER_STEPS={s.prox_inner_steps}",
+       f"REFRESH_EVERY={s.mpo_refresh_every}", *method.bindings))
 
 
 def _ensure(run: sweep.GinRun, workdir: str, steps: int, name: str) -> float:
@@ -235,7 +251,13 @@ def tabular_curve(method: Method, world: population.World, mu: np.ndarray,
   """KL(π*_τ ‖ π_t) along the method's exact tabular dynamics from μ."""
   prefs, tau, steps = world.preference(), settings.tau, settings.steps
   lr = TABULAR_LEARNING_RATE
-  if method.extragradient:
+  if method.anchor == "prox":
+    logs = anchored.nash_prox_pg_ascent(prefs, mu, tau, settings.prox_eta,
+                                        settings.prox_inner_steps, lr, steps)
+  elif method.anchor == "magnet":
+    logs = anchored.mpo_pg_ascent(prefs, mu, tau, settings.mpo_refresh_every,
+                                  lr, steps)
+  elif method.extragradient:
     logs = ipo.egpo_extragradient(prefs, mu, tau, lr * tau / 4, steps)
   elif method.regression:
     logs = ipo.ipo_md_descent(prefs, mu, tau, method.beta, lr * tau / 4,

@@ -121,6 +121,7 @@ class Program:
   _init_fn: BoxedInit
   _tx: optax.GradientTransformation
   _with_ema: bool
+  _with_anchor: bool
   _traces: list[int]
 
   @property
@@ -141,7 +142,8 @@ class Program:
   def create_state(self, params: PyTree) -> TrainState:
     """A step-0 TrainState on `params` (laid out as `state_shardings`)."""
     create = lambda p: TrainState.create(p, self._tx,
-                                         with_ema=self._with_ema)
+                                         with_ema=self._with_ema,
+                                         with_anchor=self._with_anchor)
     return jax.jit(create, in_shardings=(self.state_shardings.params,),
                    out_shardings=self.state_shardings)(params)
 
@@ -177,7 +179,8 @@ class Program:
 
 def build(*, mesh: Mesh, init_fn: BoxedInit,
           tx: optax.GradientTransformation, step_fn: Callable[..., Any],
-          with_ema: bool = False, frozen_init: Optional[Frozen] = None,
+          with_ema: bool = False, with_anchor: bool = False,
+          frozen_init: Optional[Frozen] = None,
           skip_nonfinite: bool = False, timed_stages: bool = False,
           rules=partitioning.LOGICAL_AXIS_RULES) -> Program:
   """The Program of one algorithm's step on `mesh` (module docstring).
@@ -190,6 +193,7 @@ def build(*, mesh: Mesh, init_fn: BoxedInit,
     step_fn: the algorithm's `step(state, batch, rng[, frozen])`; its
       metrics must include 'loss'.
     with_ema: keep EMA parameters in the state (Nash-EMA-PG).
+    with_anchor: keep an anchor copy of the parameters (Nash Prox, MPO).
     frozen_init: a `Frozen` of boxed initialisers of the frozen models
       (fields left None stay None), or None for a supervised step.
     skip_nonfinite: discard updates whose loss is not finite.
@@ -201,7 +205,8 @@ def build(*, mesh: Mesh, init_fn: BoxedInit,
     The Program; nothing is compiled until `step` is called or lowered.
   """
   boxed = jax.eval_shape(init_fn)
-  create = lambda p: TrainState.create(p, tx, with_ema=with_ema)
+  create = lambda p: TrainState.create(p, tx, with_ema=with_ema,
+                                       with_anchor=with_anchor)
   abstract = jax.eval_shape(create, nn.unbox(boxed))
   state_sh = train_state_lib.state_shardings(abstract, boxed, mesh, rules)
   abstract_frozen = None
@@ -230,4 +235,4 @@ def build(*, mesh: Mesh, init_fn: BoxedInit,
       state_shardings=state_sh, batch_sharding=batch_sh,
       abstract_frozen=abstract_frozen, step=step, stage_prefixes=prefixes,
       _init_fn=init_fn, _tx=tx,
-      _with_ema=with_ema, _traces=traces)
+      _with_ema=with_ema, _with_anchor=with_anchor, _traces=traces)

@@ -27,7 +27,8 @@ P* with `--p_star`), written to `<workdir>/report/` (report.md, CSVs,
 heatmaps, training curves). Models, vocabularies, lengths and the judge's
 layout are read from the run specs of the runs, `--sft_dir` and `--pm_dir`,
 not from gin. Table 1's rows get the paper's names (SP, MD1…MD6, BR, EMA1,
-EMA2, RLHF; `TABLE1_NAMES`); other experiments keep their file names.
+EMA2, RLHF; `TABLE1_NAMES`), the follow-up baselines theirs (IPO, IPO-MD,
+EGPO, Prox, MPO; `FOLLOWUP_NAMES`); other experiments keep their file names.
 
 Locally the runs execute in this process. On a TPU pod each run must start
 on every worker at once: pass `--launcher launch/run_on_pod.sh`, and each
@@ -67,6 +68,13 @@ TABLE1_NAMES = {
     "nash_md_beta_075": "MD6", "nash_md_beta_0875": "MD7",
     "nash_md_beta_10": "BR", "nash_ema_decay_0999": "EMA1",
     "nash_ema_decay_09995": "EMA2"}
+# The follow-up baselines' experiment files, in the order they come after
+# Table 1 (README "Algorithms").
+FOLLOWUP_NAMES = {
+    "online_ipo_tau_1": "IPO", "ipo_md_beta_0125": "IPO-MD",
+    "egpo_tau_1": "EGPO", "nash_prox_eta_125": "Prox",
+    "mpo_refresh_100": "MPO"}
+PAPER_NAMES = {**TABLE1_NAMES, **FOLLOWUP_NAMES}
 RLHF_RUN = "gin_configs/runs/rlhf.gin"
 _INCLUDE = re.compile(r"^\s*include\s+['\"]([^'\"]+)['\"]", re.MULTILINE)
 
@@ -107,7 +115,7 @@ def include_chain(path: str) -> list[str]:
 
 
 def _table_order(experiment: Experiment) -> tuple[int, str]:
-  names = list(TABLE1_NAMES.values())
+  names = list(PAPER_NAMES.values())
   rank = names.index(experiment.name) if experiment.name in names else len(
       names)
   return rank, experiment.stem
@@ -117,7 +125,8 @@ def discover(folder: str, only: Sequence[str] = ()) -> list[Experiment]:
   """The experiments of `folder`, optionally filtered by globs.
 
   Table 1's experiments come first in the paper's column order (RLHF, SP,
-  MD1…MD7, BR, EMA1, EMA2), then the others by file name.
+  MD1…MD7, BR, EMA1, EMA2), then the follow-up baselines (IPO, IPO-MD,
+  EGPO, Prox, MPO), then the others by file name.
 
   Args:
     folder: directory of experiment gin files.
@@ -134,7 +143,7 @@ def discover(folder: str, only: Sequence[str] = ()) -> list[Experiment]:
     stem = os.path.splitext(os.path.basename(path))[0]
     if only and not any(fnmatch.fnmatch(stem, p) for p in only):
       continue
-    out.append(Experiment(stem, TABLE1_NAMES.get(stem, stem), path,
+    out.append(Experiment(stem, PAPER_NAMES.get(stem, stem), path,
                           RLHF_RUN in include_chain(path)))
   if not out:
     raise ConfigError(f"No experiment gin files in {folder!r} match "

@@ -1,7 +1,8 @@
 """Train state of the optimised model and the read-only frozen models.
 
 `TrainState` holds what changes during training (step, params, optimizer
-state, optional EMA params for Nash-EMA-PG). Parameters that are only read
+state, optional EMA params for Nash-EMA-PG, an optional anchor copy for
+Nash Prox and MPO). Parameters that are only read
 (the reference policy μ, the judge: preference or reward model) travel as a
 `Frozen`, one field per role, and never enter an optimizer.
 
@@ -41,6 +42,8 @@ class TrainState(struct.PyTreeNode):
     opt_state: optax state of `tx`.
     ema_params: exponential moving average of `params` (Nash-EMA-PG's
       opponent) or None.
+    anchor_params: a copy of `params` that the algorithm refreshes on its
+      schedule (Nash Prox's previous iterate π_k, MPO's magnet) or None.
     tx: the optax transformation (static, not saved in checkpoints).
   """
 
@@ -48,18 +51,21 @@ class TrainState(struct.PyTreeNode):
   params: PyTree
   opt_state: PyTree
   ema_params: Optional[PyTree]
+  anchor_params: Optional[PyTree]
   tx: optax.GradientTransformation = struct.field(pytree_node=False)
 
   @classmethod
   def create(cls, params: PyTree, tx: optax.GradientTransformation, *,
-             with_ema: bool = False) -> "TrainState":
-    """Fresh state at step 0 (EMA params start as a copy of `params`)."""
-    ema = jax.tree.map(jnp.copy, params) if with_ema else None
+             with_ema: bool = False,
+             with_anchor: bool = False) -> "TrainState":
+    """Fresh state at step 0 (EMA and anchor start as copies of `params`)."""
+    copy = lambda keep: jax.tree.map(jnp.copy, params) if keep else None
     return cls(step=jnp.zeros((), jnp.int32), params=params,
-               opt_state=tx.init(params), ema_params=ema, tx=tx)
+               opt_state=tx.init(params), ema_params=copy(with_ema),
+               anchor_params=copy(with_anchor), tx=tx)
 
   def apply_gradients(self, grads: PyTree) -> "TrainState":
-    """One optimizer update; increments `step`. EMA params are unchanged."""
+    """One optimizer update; increments `step`. EMA and anchor unchanged."""
     updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
     params = optax.apply_updates(self.params, updates)
     return self.replace(step=self.step + 1, params=params,

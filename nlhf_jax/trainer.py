@@ -217,7 +217,7 @@ def check_batch_fits(config: TrainConfig, mesh: Mesh) -> None:
 
 def build_program(config: TrainConfig, mesh: Mesh,
                   init_fn: Callable[[], Any], step_fn: StepFn, *,
-                  with_ema: bool = False,
+                  with_ema: bool = False, with_anchor: bool = False,
                   frozen_init: Optional[Frozen] = None,
                   timed_stages: bool = False) -> program_lib.Program:
   """The Program this run's settings make of an algorithm's step.
@@ -232,7 +232,8 @@ def build_program(config: TrainConfig, mesh: Mesh,
   return program_lib.build(
       mesh=mesh, init_fn=init_fn,
       tx=optimizers.make_optimizer(config.optimizer, config.steps),
-      step_fn=step_fn, with_ema=with_ema, frozen_init=frozen_init,
+      step_fn=step_fn, with_ema=with_ema, with_anchor=with_anchor,
+      frozen_init=frozen_init,
       skip_nonfinite=config.nan_policy == "skip",
       timed_stages=timed_stages and config.stage_timing_every > 0)
 

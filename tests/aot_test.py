@@ -15,9 +15,9 @@ def test_tiny_config_compiles_for_a_small_topology(tmp_path, capsys):
   rows = aot.main([
       "--gin_file=gin_configs/models/tiny.gin",
       "--gin_file=gin_configs/mesh/data_parallel.gin",
-      "--topology=v5e:2x2", "--programs=sft,nash_md,egpo", "--batch_size=4",
+      "--topology=v5e:2x2", "--programs=sft,nash_md,nash_prox", "--batch_size=4",
       "--input_length=16", "--target_length=4", f"--json={out}"])
-  assert [r["program"] for r in rows] == ["sft", "nash_md", "egpo"]
+  assert [r["program"] for r in rows] == ["sft", "nash_md", "nash_prox"]
   for row in rows:
     assert row["num_devices"] == 4
     assert row["mesh"] == {"data": 4, "fsdp": 1, "model": 1}

@@ -45,6 +45,8 @@ def test_discover_orders_table1_first_with_the_paper_names():
   files = sorted(f[:-4] for f in os.listdir(EXPERIMENTS) if f.endswith(".gin"))
   assert sorted(e.stem for e in experiments) == files
   assert [e.name for e in experiments[:len(TABLE1)]] == TABLE1
+  assert [e.name for e in experiments[len(TABLE1):len(TABLE1) + 5]] == [
+      "IPO", "IPO-MD", "EGPO", "Prox", "MPO"]
   assert {e.stem for e in experiments if e.uses_reward_model} == {
       f for f in files if f.startswith("rlhf_")}
   only = sweep.discover(EXPERIMENTS, ["nash_md_beta_0*", "rlhf_tau_005"])

@@ -17,6 +17,8 @@ that run these steps live in `nlhf_jax.jobs`.
   online_ipo         Online IPO
   ipo_md             IPO-MD (Online IPO on two samples of the mixture)
   egpo               EGPO (extragradient on the Online IPO loss)
+  nash_prox          Nash Prox (PG steps against a frozen copy of π_k)
+  mpo                MPO (self-play towards a periodically refreshed magnet)
   online             shared pieces of the online steps (rollouts, log-probs)
   packing            token layouts of the scorers' encoder inputs
   policy_gradient    advantages and surrogate losses of the online methods

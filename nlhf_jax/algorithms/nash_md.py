@@ -18,7 +18,7 @@ the reference μ (the SFT model). Frozen parameters come in as
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Optional
 
 import jax
 import jax.numpy as jnp
@@ -51,10 +51,14 @@ class NashMDConfig:
 
 def preference_update(policy: t5.T5, judge: pairwise.PairJudge, tau: float,
                       state: Any, prompts_bt: jax.Array, y: Any, y2: Any,
-                      frozen: online.Frozen) -> tuple[Any, dict]:
+                      frozen: online.Frozen,
+                      anchor: Optional[tuple[jax.Array, float]] = None
+                      ) -> tuple[Any, dict]:
   """Scores (y, y') with the judge and takes the PG step.
 
-  Shared by Nash-MD-PG and Nash-EMA-PG (they differ only in y').
+  Shared by Nash-MD-PG, Nash-EMA-PG, Nash Prox and MPO (they differ in y'
+  and in the anchor). `anchor` = (log a(y) [b, L], λ) adds −λ KL(π, a) to
+  the objective (`pg.anchored_advantages`); None: no anchor term.
   """
   p, judge_metrics = stage_timing.mark("judging", pairwise.preference(
       judge, frozen.judge, prompts_bt, y.tokens, y2.tokens))
@@ -62,9 +66,13 @@ def preference_update(policy: t5.T5, judge: pairwise.PairJudge, tau: float,
 
   def loss_fn(params):
     logp, logits = online.policy_logprobs(policy, params, prompts_bt, y)
-    adv = pg.regularised_advantages(pg.nash_md_signal(p),
-                                    jax.lax.stop_gradient(logp), logp_ref,
-                                    y.mask, tau)
+    signal, logp_const = pg.nash_md_signal(p), jax.lax.stop_gradient(logp)
+    if anchor is None:
+      adv = pg.regularised_advantages(signal, logp_const, logp_ref, y.mask,
+                                      tau)
+    else:
+      adv = pg.anchored_advantages(signal, logp_const, logp_ref, anchor[0],
+                                   y.mask, tau, anchor[1])
     return pg.reinforce_loss(logp, adv, y.mask), (logp, logits)
 
   (loss, (logp, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(

@@ -94,6 +94,51 @@ def sample_pair(policy: t5.T5, params: Any, reference: t5.T5,
   return first, second
 
 
+_NO_ANCHOR = ("This step needs a train state with anchor_params (its "
+              "config's keeps_anchor; TrainState.create(with_anchor=True)).")
+
+
+def sample_against_anchor(policy: t5.T5, params: Any, anchor_params: Any,
+                          reference: t5.T5, reference_params: Any,
+                          prompts_bt: Array, rng: Array, beta_second: Any,
+                          config: sampling.SamplingConfig
+                          ) -> tuple[sampling.SampleOutput,
+                                     sampling.SampleOutput, Array]:
+  """y ~ π_θ, y' ~ π_θ^{1−β} a^β and log a(y) for an anchor copy a.
+
+  One decode of [x; x] with the anchor as the mixture's second model (β = 1:
+  y' from the anchor, Nash Prox; β = 0: self-play, MPO), then μ teacher-
+  forced on y, so that y's `reference_log_probs` are log μ as everywhere
+  else. Returns (y, y', log a(y) [b, L] masked); nothing is differentiated.
+  """
+  if anchor_params is None:
+    raise ValueError(_NO_ANCHOR)
+  y, y2 = sample_pair(policy, params, policy, anchor_params, prompts_bt, rng,
+                      0.0, beta_second, config)
+  logp_anchor = y.reference_log_probs * y.mask
+  logp_ref = jax.lax.stop_gradient(policy_logprobs(
+      reference, reference_params, prompts_bt, y)[0])
+  return y.replace(reference_log_probs=logp_ref), y2, logp_anchor
+
+
+def refresh_anchor(state: train_state.TrainState,
+                  period: int) -> train_state.TrainState:
+  """The state with `anchor_params` ← `params` when `step` is a multiple of
+  `period` (called after the update: the anchor becomes the iterate reached
+  after every `period` updates)."""
+  if state.anchor_params is None:
+    raise ValueError(_NO_ANCHOR)
+  refresh = state.step % period == 0
+  anchor = jax.tree.map(lambda p, a: jnp.where(refresh, p, a), state.params,
+                        state.anchor_params)
+  return state.replace(anchor_params=anchor)
+
+
+def sequence_kl(y: sampling.SampleOutput, logp_other_bt: Array) -> Array:
+  """Mean over the batch of Σ_n log π_θ(y_n)/q(y_n) (y ~ π_θ): KL(π_θ, q)."""
+  return jnp.mean(jnp.sum((y.policy_log_probs - logp_other_bt) * y.mask, -1))
+
+
 def teacher_forced_logits(policy: t5.T5, params: Any, prompts_bt: Array,
                           tokens_bt: Array) -> Array:
   """Policy logits [b, L, v] for given responses (no dropout)."""

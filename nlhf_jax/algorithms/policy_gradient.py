@@ -72,6 +72,35 @@ def regularised_advantages(signal_b: ArrayLike, logp_policy_bt: ArrayLike,
   return jax.lax.stop_gradient(adv)
 
 
+def anchored_advantages(signal_b: ArrayLike, logp_policy_bt: ArrayLike,
+                        logp_ref_bt: ArrayLike, logp_anchor_bt: ArrayLike,
+                        mask_bt: ArrayLike, tau: float,
+                        anchor_weight: float) -> Array:
+  """A_n = s − τ Σ_{m≥n} log(π/μ)(y_m) − λ Σ_{m≥n} log(π/a)(y_m).
+
+  The per-token advantage of the proximal objective
+  P(π ≻ π') − τ KL(π, μ) − λ KL(π, a): Nash Prox's, with a = π_k (its
+  previous iterate, also the opponent) and λ = 1/η. λ = 0 is
+  `regularised_advantages`. Constant for the gradient (stop_gradient).
+
+  Args:
+    signal_b: terminal signal per sequence [b] (e.g. P(y ≻ y') − ½).
+    logp_policy_bt: log π_θ of the sampled tokens [b, t].
+    logp_ref_bt: log μ of the sampled tokens [b, t].
+    logp_anchor_bt: log a of the sampled tokens [b, t].
+    mask_bt: response mask [b, t].
+    tau: KL weight τ ≥ 0 towards μ.
+    anchor_weight: KL weight λ ≥ 0 towards the anchor a.
+
+  Returns:
+    A [b, t], 0 on padding, with stop_gradient applied.
+  """
+  adv = (regularised_advantages(signal_b, logp_policy_bt, logp_ref_bt,
+                                mask_bt, tau) -
+         anchor_weight * kl_to_go(logp_policy_bt, logp_anchor_bt, mask_bt))
+  return jax.lax.stop_gradient(adv)
+
+
 def reinforce_loss(logp_policy_bt: ArrayLike, advantages_bt: ArrayLike,
                    mask_bt: ArrayLike) -> Array:
   """Surrogate loss L = −mean_b Σ_n A_n · log π_θ(y_n | x, y_<n).

@@ -36,8 +36,10 @@ from nlhf_jax import losses
 from nlhf_jax import train_state
 from nlhf_jax.algorithms import egpo
 from nlhf_jax.algorithms import ipo_md
+from nlhf_jax.algorithms import mpo
 from nlhf_jax.algorithms import nash_ema
 from nlhf_jax.algorithms import nash_md
+from nlhf_jax.algorithms import nash_prox
 from nlhf_jax.algorithms import online_ipo
 from nlhf_jax.algorithms import rlhf
 from nlhf_jax.errors import ConfigError
@@ -65,8 +67,11 @@ def target_of(algorithm: Any, source: data_lib.FiniteWorldSource
         lambda prefs, mu: targets.best_response_to_reference(prefs, mu, tau))
   if isinstance(algorithm, (nash_md.NashMDConfig, nash_ema.NashEMAConfig,
                             online_ipo.OnlineIPOConfig, ipo_md.IPOMDConfig,
-                            egpo.EGPOConfig)):
+                            egpo.EGPOConfig, nash_prox.NashProxConfig)):
     return "π*_τ", lambda prefs, mu: targets.regularized_nash(prefs, mu, tau)
+  if isinstance(algorithm, mpo.MPOConfig):  # The unregularised game's.
+    return "Nash equilibrium (τ = 0)", (
+        lambda prefs, mu: targets.regularized_nash(prefs, mu, 0.0))
   if isinstance(algorithm, rlhf.RLHFConfig):
     reward = judge_lib.bradley_terry_table(source)
     return "μ exp(r/τ)", lambda prefs, mu: targets.rlhf_target(reward, mu,
@@ -74,7 +79,7 @@ def target_of(algorithm: Any, source: data_lib.FiniteWorldSource
   raise ConfigError(f"No exact finite-world target is known for "
                     f"{type(algorithm).__name__}; ExactTargets supports "
                     "Nash-MD-PG (any β), Nash-EMA-PG, Online IPO, IPO-MD, "
-                    "EGPO and RLHF.")
+                    "EGPO, Nash Prox, MPO and RLHF.")
 
 
 def outcome_distribution(logp_xk: np.ndarray,

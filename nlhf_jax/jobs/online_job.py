@@ -13,7 +13,9 @@ runs it in the shared trainer.
 The algorithm is chosen in gin: `make_step` is the algorithm module's
 `make_train_step(policy, reference, judge, algorithm, responses)` and
 `algorithm` its config, whose `judge_kind` ('pairwise' or 'pointwise')
-says which judge it takes. So a new online algorithm is one module under
+says which judge it takes; a config whose class attribute `keeps_anchor` is
+true gets an anchor copy of the parameters in its train state (Nash Prox,
+MPO). So a new online algorithm is one module under
 `algorithms/` plus one small run file (see gin_configs/runs/nash_md.gin).
 """
 
@@ -97,7 +99,9 @@ def online_job(*, policy: t5.T5Config, mesh: partitioning.MeshConfig,
                       responses)
   program = trainer.build_program(
       train, device_mesh, model_init.init_fn(policy_net, train.seed),
-      step_fn, with_ema=with_ema, timed_stages=True,
+      step_fn, with_ema=with_ema,
+      with_anchor=bool(getattr(algorithm, "keeps_anchor", False)),
+      timed_stages=True,
       frozen_init=train_state.Frozen(
           reference=model_init.init_fn(policy_net, 0),
           judge=in_step_judge.init_params))

@@ -31,7 +31,12 @@ is refreshed to the current policy every `refresh_every` steps:
 With the magnet fixed it converges to the regularised equilibrium of the
 game anchored at the magnet; refreshing the magnet moves that anchor, and
 the paper states last-iterate convergence to a Nash equilibrium of the
-*unregularised* game (`magnetic_preference_optimization`). The tests find
+*unregularised* game (`magnetic_preference_optimization`).
+
+**Nash Prox** (`nash_prox`) makes one proximal step per iteration, against
+pi_k; its deep form is a few policy-
+gradient steps per proximal step against a frozen copy of pi_k
+(`tabular.anchored`). The tests find
 it on a cyclic game with an interior equilibrium, and a last iterate that
 keeps spiking at some settings on a game whose equilibrium leaves
 responses out.
@@ -64,6 +69,25 @@ def _setup(prefs, mu, eta, num_steps):
                      f"{num_steps}")
   log_mu = np.broadcast_to(np.log(mu), prefs.shape[:-1])
   return prefs, log_mu
+
+
+def nash_prox(prefs: np.ndarray, mu: np.ndarray, tau: float, eta: float,
+              num_steps: int) -> np.ndarray:
+  """Nash Prox from mu: one proximal step per iteration, against pi_k.
+
+  pi_{k+1} = prox(opponent pi_k; anchor mu; previous pi_k): the step the
+  deep Nash Prox approximates with a few policy-gradient steps against a
+  frozen copy of pi_k (`tabular.anchored.nash_prox_pg_ascent`). Arguments
+  and result as `nash_mirror_prox` (one preference evaluation per
+  iteration).
+  """
+  prefs, log_mu = _setup(prefs, mu, eta, num_steps)
+  out = np.empty((num_steps + 1,) + log_mu.shape)
+  out[0] = log_mu
+  for k in range(num_steps):
+    out[k + 1] = proximal_step(prefs, np.exp(out[k]), log_mu, out[k], tau,
+                               eta)
+  return out
 
 
 def nash_mirror_prox(prefs: np.ndarray, mu: np.ndarray, tau: float,

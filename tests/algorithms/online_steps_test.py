@@ -1,7 +1,7 @@
 """Online algorithm steps on tiny T5s: compile once, finite metrics, updates.
 
 Covers Nash-MD-PG (SP / MD / BR as β values), Nash-EMA-PG, RLHF, Online
-IPO, IPO-MD and EGPO, each as a jitted step(state, batch, rng, frozen) on
+IPO, IPO-MD, EGPO, Nash Prox and MPO, each as a jitted step(state, batch, rng, frozen) on
 the 8 fake devices.
 """
 
@@ -17,6 +17,8 @@ from nlhf_jax.algorithms import nash_ema
 from nlhf_jax.algorithms import nash_md
 from nlhf_jax.algorithms import egpo
 from nlhf_jax.algorithms import ipo_md
+from nlhf_jax.algorithms import mpo
+from nlhf_jax.algorithms import nash_prox
 from nlhf_jax.algorithms import online
 from nlhf_jax.algorithms import online_ipo
 from nlhf_jax.models import preference as pm_lib
@@ -52,10 +54,11 @@ def models():
   return policy, scorer, p_params, s_params, {"encoder_input_tokens": prompts}
 
 
-def _run(step, models, with_ema=False, steps=3, optimizer=None):
+def _run(step, models, with_ema=False, steps=3, optimizer=None,
+         with_anchor=False):
   policy, scorer, p_params, s_params, batch = models
   state = TrainState.create(p_params, optimizer or optax.adam(1e-2),
-                            with_ema=with_ema)
+                            with_ema=with_ema, with_anchor=with_anchor)
   frozen = Frozen(reference=p_params, judge=s_params)
   mesh = partitioning.make_mesh(partitioning.MeshConfig(-1, 1, 1))
   traces = []
@@ -198,6 +201,31 @@ def test_egpo_step_applies_the_corrector_from_the_snapshot(models):
   assert moved > 1e-3  # Not the predictor, and not a step from θ½.
 
 
+def _differs(a, b):
+  return any(float(jnp.abs(x - y).max()) > 0 for x, y in zip(
+      jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+@pytest.mark.parametrize("make_step, config, metric", [
+    (nash_prox.make_train_step,
+     nash_prox.NashProxConfig(tau=0.008, eta=10.0, inner_steps=2),
+     "kl_to_anchor"),
+    (mpo.make_train_step, mpo.MPOConfig(tau=0.05, refresh_every=2),
+     "kl_to_magnet")])
+def test_anchored_steps_refresh_their_anchor_on_schedule(models, make_step,
+                                                         config, metric):
+  """Anchor period 2, three steps: the anchor is the iterate after step 2,
+  neither the initial parameters nor the current ones."""
+  policy, scorer, p_params = models[0], models[1], models[2]
+  step = make_step(policy, policy, _pm(scorer), config, RESPONSES)
+  state, history = _run(step, models, with_anchor=True)
+  assert abs(history[0][metric]) < 1e-4  # Anchor = policy at step 0.
+  assert _differs(state.anchor_params, p_params)
+  assert _differs(state.anchor_params, state.params)
+  with pytest.raises(ValueError, match="anchor_params"):
+    _run(step, models)
+
+
 @pytest.mark.parametrize("make", [
     lambda: nash_md.NashMDConfig(beta=1.5),
     lambda: nash_md.NashMDConfig(beta=-0.1),
@@ -209,6 +237,10 @@ def test_egpo_step_applies_the_corrector_from_the_snapshot(models):
     lambda: ipo_md.IPOMDConfig(beta=1.2),
     lambda: ipo_md.IPOMDConfig(tau=0.0),
     lambda: egpo.EGPOConfig(tau=-1.0),
+    lambda: nash_prox.NashProxConfig(eta=0.0),
+    lambda: nash_prox.NashProxConfig(inner_steps=0),
+    lambda: mpo.MPOConfig(tau=0.0),
+    lambda: mpo.MPOConfig(refresh_every=0),
     lambda: online.ResponseConfig(temperature=0.0),
 ])
 def test_out_of_range_settings_are_config_errors(make):

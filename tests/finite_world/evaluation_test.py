@@ -10,8 +10,10 @@ import pytest
 
 from nlhf_jax import sampling
 from nlhf_jax import train_state
+from nlhf_jax.algorithms import mpo
 from nlhf_jax.algorithms import nash_ema
 from nlhf_jax.algorithms import nash_md
+from nlhf_jax.algorithms import nash_prox
 from nlhf_jax.algorithms import online_ipo
 from nlhf_jax.algorithms import rlhf
 from nlhf_jax.algorithms import sft
@@ -24,6 +26,7 @@ from nlhf_jax.finite_world import targets
 from nlhf_jax.finite_world import tokens
 from nlhf_jax.models import init as model_init
 from nlhf_jax.models import t5
+from nlhf_jax.tabular import equilibrium
 from nlhf_jax.tabular import simplex
 
 SOURCE = data_lib.FiniteWorldSource(pop.ready_world("majority"))
@@ -94,6 +97,8 @@ def test_summary_by_hand():
     (nash_ema.NashEMAConfig(tau=0.05), "π*_τ"),
     (online_ipo.OnlineIPOConfig(tau=0.05), "π*_τ"),
     (rlhf.RLHFConfig(tau=0.05), "μ exp(r/τ)"),
+    (nash_prox.NashProxConfig(tau=0.05), "π*_τ"),
+    (mpo.MPOConfig(tau=0.05), "Nash equilibrium (τ = 0)"),
 ])
 def test_targets_of_algorithms(config, name):
   got, target = evaluation.target_of(config, SOURCE)
@@ -105,7 +110,9 @@ def test_targets_of_algorithms(config, name):
       "best response to μ": targets.best_response_to_reference(prefs, mu,
                                                                 0.05),
       "μ exp(r/τ)": targets.rlhf_target(judge.bradley_terry_table(SOURCE),
-                                        mu, 0.05)}[name]
+                                        mu, 0.05),
+      "Nash equilibrium (τ = 0)": np.stack(
+          [equilibrium.solve_nash_lp(p)[0] for p in prefs])}[name]
   np.testing.assert_allclose(target(prefs, mu), expected)
 
 
