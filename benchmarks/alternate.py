@@ -15,7 +15,9 @@ JSON line (the
 benchmarks' `common.emit`); the record here holds each side's `--field`
 values, their medians, and `ratio` = base median / this tree's median (for a
 time: > 1 means this tree is faster). The child records are kept under
-`runs`.
+`runs`. `--this_args` adds flags on this tree's side only: options the base
+commit does not have, e.g. a backend's settings that the runs of this tree
+use (`--this_args="--judge_row_chunk 32"`, as gin_configs/backends/cpu.gin).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -78,6 +81,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
   parser.add_argument("--rounds", type=int, default=3)
   parser.add_argument("--same_benchmark", action="store_true",
                       help="run this tree's benchmark module on both sides")
+  parser.add_argument("--this_args", default="",
+                      help="extra flags for this tree's side only")
   parser.add_argument("--field", default="median_step_s",
                       help="dotted path of the compared number in a record")
   parser.add_argument("module", help="the benchmark module, e.g. "
@@ -86,6 +91,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
                       help="its flags (after --)")
   flags = parser.parse_args(argv)
   args = [a for a in flags.args if a != "--"]
+  this_args = args + shlex.split(flags.this_args)
   base_tree = _worktree(flags.base)
   base_root = _mixed_root(base_tree) if flags.same_benchmark else base_tree
   runs: dict[str, list[dict[str, Any]]] = {"base": [], "this": []}
@@ -94,7 +100,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
       order = ("base", "this") if i % 2 == 0 else ("this", "base")
       for side in order:
         tree = base_root if side == "base" else REPO
-        runs[side].append(_run(tree, flags.module, args))
+        runs[side].append(_run(tree, flags.module,
+                               args if side == "base" else this_args))
         print(f"round {i + 1}/{flags.rounds} {side}: {flags.field} = "
               f"{_field(runs[side][-1], flags.field):.4g}", file=sys.stderr,
               flush=True)
@@ -109,7 +116,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
   medians = {side: statistics.median(v) for side, v in values.items()}
   record = common.base_record("alternate", {
       "base": flags.base, "same_benchmark": flags.same_benchmark,
-      "module": flags.module, "args": args,
+      "module": flags.module, "args": args, "this_args": this_args,
       "rounds": flags.rounds, "field": flags.field})
   record.update(values=values, medians=medians,
                 ratio=medians["base"] / medians["this"], runs=runs)

@@ -139,12 +139,16 @@ def build(config: t5.T5Config, settings: Settings, seed: int = 0, *,
     with_anchor: the state keeps an anchor copy (Nash Prox, MPO).
   """
   policy = t5.T5(config)
+  # Options passed only when set, so that `alternate --same_benchmark` can
+  # time libraries from before them (which lack the keywords).
+  chunk = ({} if settings.judge_row_chunk is None else
+           {"row_chunk": settings.judge_row_chunk})
+  anchor = {"with_anchor": True} if with_anchor else {}
   if judge is None:
     judge = pairwise.PreferenceModelJudge(
         t5.T5Scorer(config),
         train_step_benchmark.pair_layout(settings.prompt_len,
-                                         settings.new_tokens),
-        row_chunk=settings.judge_row_chunk)
+                                         settings.new_tokens), **chunk)
   if prompts is None:
     prompts = jax.random.randint(
         jax.random.PRNGKey(seed + 1), (settings.batch, settings.prompt_len),
@@ -174,7 +178,7 @@ def build(config: t5.T5Config, settings: Settings, seed: int = 0, *,
 
   program = program_lib.build(
       mesh=partitioning.make_mesh(partitioning.MeshConfig(-1, 1, 1)),
-      init_fn=policy_init, tx=tx, with_anchor=with_anchor,
+      init_fn=policy_init, tx=tx, **anchor,
       step_fn=(make_step or functools.partial(
           _nash_md_step, config=nash_config))(policy, policy, judge,
                                               responses),

@@ -224,16 +224,24 @@ def test_decode_roofline(run_cli):
     _check_timing(result)
     assert math.isclose(result["tokens_per_s"],
                         2 * 4 / result["median_s"])
-    assert math.isclose(result["fraction"] * record["bandwidth"]
-                        ["bytes_per_s"], models * read["total"] * 4 /
-                        result["median_s"])
+    assert record["bandwidth_used"] == max(
+        record["bandwidth"]["bytes_per_s"],
+        record["bandwidth_after"]["bytes_per_s"])
+    assert math.isclose(result["fraction"] * record["bandwidth_used"],
+                        models * read["total"] * 4 / result["median_s"])
+    # The loop alone: (4-token call − 1-token call) / 3 steps.
+    loop_ms = 1e3 * (result["median_s"] - result["one_step_call_s"]) / 3
+    assert math.isclose(result["loop_step_ms"], loop_ms)
+    assert math.isclose(result["loop_fraction"],
+                        result["roofline_step_ms"] / loop_ms)
   assert math.isclose(row["mixture_over_single"],
                       row["mixture"]["tokens_per_s"] /
                       row["single"]["tokens_per_s"])
 
 
 def test_alternate_runs_both_trees_and_removes_its_worktree(tmp_path):
-  """One round of `alternate` against HEAD with the matmul smoke run."""
+  """One round of `alternate` against HEAD with the matmul smoke run; this
+  tree's side alone also times bfloat16 (`--this_args`)."""
   env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
   worktrees = lambda: subprocess.run(
       ["git", "-C", REPO_ROOT, "worktree", "list"], capture_output=True,
@@ -242,6 +250,7 @@ def test_alternate_runs_both_trees_and_removes_its_worktree(tmp_path):
   proc = subprocess.run(
       [sys.executable, "-m", "benchmarks.alternate", "--base", "HEAD",
        "--rounds", "1", "--field", "peak_flops_per_s.float32",
+       "--this_args=--dtypes float32,bfloat16",
        "benchmarks.matmul_peak", "--", "--smoke", "--dtypes", "float32"],
       cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600,
       check=False)
@@ -251,6 +260,9 @@ def test_alternate_runs_both_trees_and_removes_its_worktree(tmp_path):
   base, this = record["values"]["base"], record["values"]["this"]
   assert len(base) == len(this) == 1 and _positive(base[0])
   assert record["runs"]["this"][0]["peak_flops_per_s"]["float32"] == this[0]
+  assert record["runs"]["base"][0]["config"]["dtypes"] == ["float32"]
+  assert record["runs"]["this"][0]["config"]["dtypes"] == ["float32",
+                                                           "bfloat16"]
   assert math.isclose(record["ratio"], base[0] / this[0])
   assert "round 1/1 base" in proc.stderr
   assert worktrees() == before
