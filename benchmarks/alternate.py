@@ -17,7 +17,7 @@ values, their medians, and `ratio` = base median / this tree's median (for a
 time: > 1 means this tree is faster). The child records are kept under
 `runs`. `--this_args` adds flags on this tree's side only: options the base
 commit does not have, e.g. a backend's settings that the runs of this tree
-use (`--this_args="--judge_row_chunk 32"`, as gin_configs/backends/cpu.gin).
+use (`--this_args="--judge_row_chunk 16"`, as gin_configs/backends/cpu.gin).
 """
 
 from __future__ import annotations

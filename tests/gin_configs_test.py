@@ -78,5 +78,5 @@ def test_cpu_backend_file_chunks_the_learned_judges_rows():
     gin.query_parameter("judges.LearnedJudge.row_chunk")
   gin.clear_config()
   main_lib.parse_config([run, model, "gin_configs/backends/cpu.gin"], [])
-  assert gin.query_parameter("judges.LearnedJudge.row_chunk") == 32
+  assert gin.query_parameter("judges.LearnedJudge.row_chunk") == 16
   gin.clear_config()
