@@ -310,12 +310,23 @@ def add_size_flags(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--judge_row_chunk", type=int, default=None,
                       help="score the preference model's rows this many at "
                       "a time (default: all at once)")
+  parser.add_argument("--lm_head_backward", default=None,
+                      help="T5Config.lm_head_backward (default: the config's)")
+  parser.add_argument("--position_bias_backward", default=None,
+                      help="T5Config.position_bias_backward (default: the "
+                      "config's)")
 
 
 def config_from_args(args: argparse.Namespace
                      ) -> tuple[t5.T5Config, Settings]:
   """The model config and step settings selected by the flags."""
   config, base = SIZES[args.size]
+  # Only flags that are set reach the config, so that `alternate
+  # --same_benchmark` can time libraries whose T5Config lacks a field.
+  options = {name: getattr(args, name)
+             for name in ("lm_head_backward", "position_bias_backward")
+             if getattr(args, name) is not None}
+  config = dataclasses.replace(config, **options)
   settings = dataclasses.replace(
       base, batch=args.batch or base.batch,
       prompt_len=args.prompt_len or base.prompt_len,

@@ -164,11 +164,12 @@ def compile_programs(topology: str, policy_cfg: t5.T5Config,
     raise ConfigError(f"Unknown programs {sorted(unknown)}; choose from "
                       f"{PROGRAMS}.")
   for role, cfg in (("policy", policy_cfg), ("preference model", pm_cfg)):
-    if cfg.lm_head_backward != "xla":
-      raise ConfigError(
-          f"The {role}'s T5Config.lm_head_backward={cfg.lm_head_backward!r} "
-          "is an XLA:CPU option (gin_configs/backends/cpu.gin); TPU "
-          "programs use the portable 'xla' (docs/cpu_speedups.md).")
+    for option in ("lm_head_backward", "position_bias_backward"):
+      if getattr(cfg, option) != "xla":
+        raise ConfigError(
+            f"The {role}'s T5Config.{option}={getattr(cfg, option)!r} is an "
+            "XLA:CPU option (gin_configs/backends/cpu.gin); TPU programs use "
+            "the portable 'xla' (docs/cpu_speedups.md).")
   config = dataclasses.replace(train or trainer.TrainConfig(),
                                batch_size=shapes.batch_size,
                                eval_batch_size=0)

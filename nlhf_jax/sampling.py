@@ -390,11 +390,22 @@ def _initial_carry(decoders: tuple[_Decoder, ...], enc_tokens: Array,
       caches=caches)
 
 
+def _encode_copies(model: nn.Module, params: Any, prompts_bt: Array,
+                   copies: int) -> Array:
+  """Encoder output [copies · b, t, e] of [x; x; …], x encoded once."""
+  encoded = model.apply({"params": params}, prompts_bt, method="encode")
+  if copies == 1:
+    return encoded
+  return layers.constrain(jnp.concatenate([encoded] * copies),
+                          layers.ACT_BTE)
+
+
 def sample_with_transform(models: Sequence[nn.Module],
                           params: Sequence[Any], encoder_input_tokens: Array,
                           rng: Array, config: SamplingConfig,
                           transform: LogitTransform, *,
-                          use_kv_cache: bool = True) -> SampleOutput:
+                          use_kv_cache: bool = True,
+                          copies: int = 1) -> SampleOutput:
   """Samples responses with a per-step logit transform over 1-2 models.
 
   Args:
@@ -409,14 +420,24 @@ def sample_with_transform(models: Sequence[nn.Module],
     use_kv_cache: False selects the naive reference decoder that reruns the
       full decoder over the whole token buffer every step (same sampling
       arithmetic; for tests and benchmarks).
+    copies: decode every prompt this many times: the decoding batch is
+      [x; x; …] (copies · b rows, the layout of
+      `jnp.concatenate([x] * copies)`, whose samples these are), but each
+      model encodes the b prompts once. The encoder is most of a small
+      model's sampling time: at the demo's size (T5 with d_model 32, prompts
+      of 192 tokens) it took 38 ms for 64 rows against 11 ms for 32.
 
   Returns:
-    `SampleOutput`; `reference_*` fields are None with a single model.
+    `SampleOutput` with copies · b rows; `reference_*` fields are None with
+    a single model.
   """
   _check_inputs(models, params, encoder_input_tokens)
-  enc_tokens = encoder_input_tokens.astype(jnp.int32)
+  if not isinstance(copies, int) or copies < 1:
+    raise ValueError(f"copies must be a positive int, got {copies!r}.")
+  prompts = encoder_input_tokens.astype(jnp.int32)
+  enc_tokens = jnp.concatenate([prompts] * copies) if copies > 1 else prompts
   decoders = tuple(
-      _Decoder(m, p, m.apply({"params": p}, enc_tokens, method="encode"))
+      _Decoder(m, p, _encode_copies(m, p, prompts, copies))
       for m, p in zip(models, params))
   carry = _initial_carry(decoders, enc_tokens, config, use_kv_cache)
   body = _loop_body(decoders, enc_tokens, rng, config, transform)
@@ -461,7 +482,8 @@ def sample_mixture(policy_model: nn.Module, policy_params: Any,
                    reference_model: nn.Module, reference_params: Any,
                    encoder_input_tokens: Array, rng: Array, beta: Any,
                    config: SamplingConfig, *,
-                   use_kv_cache: bool = True) -> SampleOutput:
+                   use_kv_cache: bool = True,
+                   copies: int = 1) -> SampleOutput:
   """Samples from the one-step-at-a-time mixture π_θ^{1−β} μ^β / C.
 
   Next-token logits z = (1−β)·log π_θ + β·log μ (temperature-1 log-probs),
@@ -481,6 +503,8 @@ def sample_mixture(policy_model: nn.Module, policy_params: Any,
       across values.
     config: static sampling settings.
     use_kv_cache: False for the naive recompute-everything decoder.
+    copies: decode [x; x; …] (`copies` times the prompts), encoding x once
+      (see `sample_with_transform`); a per-row β then has copies · b rows.
 
   Returns:
     `SampleOutput` with policy and reference log-probs of the tokens.
@@ -488,4 +512,4 @@ def sample_mixture(policy_model: nn.Module, policy_params: Any,
   return sample_with_transform(
       (policy_model, reference_model), (policy_params, reference_params),
       encoder_input_tokens, rng, config, geometric_mixture_transform(beta),
-      use_kv_cache=use_kv_cache)
+      use_kv_cache=use_kv_cache, copies=copies)

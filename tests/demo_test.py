@@ -161,11 +161,12 @@ def test_other_settings_into_the_same_folder_are_refused(first_run):
 
 
 def _backend_choices(run):
-  """(MODEL's lm_head_backward, OPTIMIZER) of a run's gin files + bindings."""
+  """(MODEL's lm_head_backward, position_bias_backward, OPTIMIZER) of a run."""
   main_lib.parse_config(list(run.gin_files), list(run.bindings))
   try:
     model = gin.query_parameter("%MODEL").scoped_configurable_fn()
-    return model.lm_head_backward, gin.query_parameter("%OPTIMIZER")
+    return (model.lm_head_backward, model.position_bias_backward,
+            gin.query_parameter("%OPTIMIZER"))
   finally:
     gin.clear_config()
 
@@ -180,4 +181,5 @@ def test_every_training_stage_uses_the_cpu_backend_file(tmp_path):
   assert len(runs) == 3 + len(demo_lib.METHODS)
   for run in runs:
     assert demo_lib.CPU_GIN in run.gin_files
-    assert _backend_choices(run) == ("cpu_barrier", "adafactor_fused"), run
+    assert _backend_choices(run) == ("cpu_barrier", "batch_dot",
+                                     "adafactor_fused"), run

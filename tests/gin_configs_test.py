@@ -48,10 +48,11 @@ def test_model_files_bind_published_dimensions(size, d_model):
 
 
 def _backend_choices(files, bindings=()):
-  """(MODEL's lm_head_backward, OPTIMIZER) after parsing `files`."""
+  """(MODEL's lm_head_backward, position_bias_backward, OPTIMIZER)."""
   main_lib.parse_config(files, list(bindings))
   model = gin.query_parameter("%MODEL").scoped_configurable_fn()
-  choices = (model.lm_head_backward, gin.query_parameter("%OPTIMIZER"))
+  choices = (model.lm_head_backward, model.position_bias_backward,
+             gin.query_parameter("%OPTIMIZER"))
   gin.clear_config()
   return choices
 
@@ -62,12 +63,12 @@ def test_cpu_backend_file_selects_the_cpu_speedups_for_every_model(size):
   run, model = "gin_configs/runs/sft.gin", f"gin_configs/models/{size}.gin"
   cpu = "gin_configs/backends/cpu.gin"
   assert _backend_choices([run, model, "gin_configs/mesh/v4_32.gin"]) == (
-      "xla", "adafactor")
+      "xla", "xla", "adafactor")
   assert _backend_choices([run, model, cpu]) == (
-      "cpu_barrier", "adafactor_fused")
+      "cpu_barrier", "batch_dot", "adafactor_fused")
   # A user's binding after the backend file still wins.
   assert _backend_choices([run, model, cpu], ["OPTIMIZER = 'adamw'"]) == (
-      "cpu_barrier", "adamw")
+      "cpu_barrier", "batch_dot", "adamw")
 
 
 def test_cpu_backend_file_chunks_the_learned_judges_rows():

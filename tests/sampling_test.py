@@ -3,6 +3,7 @@
 Each jitted sampler is compiled once per module (fixtures) and reused.
 """
 
+import contextlib
 import dataclasses
 import functools
 
@@ -206,6 +207,31 @@ def test_per_row_beta_matches_uniform_beta_runs(params, mixture_fn):
       np.testing.assert_array_equal(
           np.asarray(getattr(rows, name))[selected],
           np.asarray(getattr(uniform, name))[selected], err_msg=name)
+
+
+def test_copies_encode_once_and_sample_the_repeated_batch(params,
+                                                         mixture_fn):
+  """copies=2 on x: the samples of [x; x], on one device and on a mesh."""
+  p, q = params
+  half, rng = _prompts(4, batch=BATCH // 2), jax.random.PRNGKey(5)
+  betas = jnp.asarray(np.repeat([0.0, 0.5], BATCH // 2)[:, None], jnp.float32)
+  want = mixture_fn(p, q, jnp.concatenate([half, half]), rng, betas)
+  mesh = partitioning.make_mesh(partitioning.MeshConfig(2, 2, 2))
+  data = partitioning.batch_sharding(mesh)
+  for on_mesh in (False, True):
+    with partitioning.activate(mesh) if on_mesh else contextlib.nullcontext():
+      got = jax.jit(lambda p, q, x, beta: sampling.sample_mixture(
+          POLICY, p, REFERENCE, q, x, rng, beta, CONFIG, copies=2))(
+              p, q, jax.device_put(half, data) if on_mesh else half, betas)
+    np.testing.assert_array_equal(got.tokens, want.tokens)
+    np.testing.assert_array_equal(got.lengths, want.lengths)
+    for name in ("sampling_log_probs", "policy_log_probs",
+                 "reference_log_probs"):
+      np.testing.assert_allclose(getattr(got, name), getattr(want, name),
+                                 atol=1e-5, err_msg=name)
+  with pytest.raises(ValueError, match="copies must be a positive int"):
+    sampling.sample_with_transform((POLICY,), (p,), half, rng, CONFIG,
+                                   sampling.identity_transform, copies=0)
 
 
 def test_eos_padding_lengths_and_mask(mixture_fn, params):

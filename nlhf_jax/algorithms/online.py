@@ -81,14 +81,15 @@ def sample_pair(policy: t5.T5, params: Any, reference: t5.T5,
                 ) -> tuple[sampling.SampleOutput, sampling.SampleOutput]:
   """y ~ π_θ^{1−β₁} μ^β₁ and y' ~ π_θ^{1−β₂} μ^β₂ in one decode of [x; x].
 
-  Both record log μ of their tokens; sampling is not differentiated.
+  Each model encodes x once for both halves (`copies=2`). Both record log μ
+  of their tokens; sampling is not differentiated.
   """
   b = prompts_bt.shape[0]
   beta_rows = jnp.concatenate([jnp.full((b, 1), beta_first, jnp.float32),
                                jnp.full((b, 1), beta_second, jnp.float32)])
   out = sampling.sample_mixture(
       policy, jax.lax.stop_gradient(params), reference, reference_params,
-      jnp.concatenate([prompts_bt, prompts_bt]), rng, beta_rows, config)
+      prompts_bt, rng, beta_rows, config, copies=2)
   first = jax.tree.map(lambda a: a[:b], out)
   second = jax.tree.map(lambda a: a[b:], out)
   return first, second

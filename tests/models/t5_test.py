@@ -14,6 +14,7 @@ from nlhf_jax.models import T5Scorer
 from nlhf_jax.models import init_decode_cache
 from nlhf_jax.models import shift_right
 from nlhf_jax.models import hf_conversion
+from nlhf_jax.models import layers
 
 TINY = T5Config(vocab_size=128, d_model=32, num_heads=4, d_kv=8, d_ff=64,
                 num_encoder_layers=2, num_decoder_layers=2)
@@ -107,6 +108,44 @@ def test_unknown_lm_head_backward_is_a_config_error_naming_the_choices():
   with pytest.raises(ConfigError, match=r"T5Config\.lm_head_backward.*"
                      r"'xla', 'cpu_barrier'.*'tpu_fast'"):
     T5Config(lm_head_backward="tpu_fast")
+
+
+def test_position_bias_backwards_give_equal_loss_and_gradients(tiny_params):
+  """'batch_dot' (custom VJP) and 'xla' (autodiff), with padded prompts."""
+  enc = _tokens(0, (3, 7)).at[1, 4:].set(0)
+  dec, targets = _tokens(1, (3, 5)), _tokens(3, (3, 5))
+
+  def loss_and_grads(backward):
+    model = T5(T5Config(**{**TINY.__dict__,
+                           "position_bias_backward": backward}))
+
+    def loss(params):
+      logp = jax.nn.log_softmax(model.apply({"params": params}, enc, dec))
+      return -jnp.take_along_axis(logp, targets[..., None], -1).mean()
+
+    return jax.jit(jax.value_and_grad(loss))(tiny_params)
+
+  loss_xla, grads_xla = loss_and_grads("xla")
+  loss_dot, grads_dot = loss_and_grads("batch_dot")
+  np.testing.assert_allclose(loss_dot, loss_xla, rtol=1e-6)
+  assert jax.tree.structure(grads_dot) == jax.tree.structure(grads_xla)
+  for a, b in zip(jax.tree.leaves(grads_dot), jax.tree.leaves(grads_xla)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+  bias = np.asarray(grads_xla["encoder"]["relpos_bias"]["rel_embedding"])
+  assert np.abs(bias).max() > 1e-4  # the encoder's bias gradient is exercised
+
+
+def test_row_bias_backward_is_the_sum_over_the_batch():
+  shared = jax.random.normal(jax.random.key(0), (1, 2, 3, 4))
+  rows = jax.random.normal(jax.random.key(1), (5, 1, 1, 4))
+  weights = jax.random.normal(jax.random.key(2), (5, 2, 3, 4))
+  for add in (layers.add_row_bias, layers.add_row_bias_batch_dot):
+    d_shared, d_rows = jax.grad(lambda s, r: jnp.sum(add(s, r) * weights),
+                                (0, 1))(shared, rows)
+    np.testing.assert_allclose(d_shared, weights.sum(0, keepdims=True),
+                               rtol=1e-6)
+    np.testing.assert_allclose(d_rows, weights.sum((1, 2), keepdims=True),
+                               rtol=1e-6)
 
 
 def test_lm_head_backwards_give_equal_loss_and_gradients(tiny_params):
