@@ -7,7 +7,11 @@ import pytest
 pytest.importorskip("libtpu", reason="libtpu (test extra) compiles for TPU")
 
 from nlhf_jax import aot  # pylint: disable=g-import-not-at-top
-from nlhf_jax import aot_memory
+from nlhf_jax import aot_memory  # pylint: disable=g-import-not-at-top
+from nlhf_jax import partitioning  # pylint: disable=g-import-not-at-top
+from nlhf_jax import trainer  # pylint: disable=g-import-not-at-top
+from nlhf_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
+from nlhf_jax.models import t5  # pylint: disable=g-import-not-at-top
 
 
 def test_tiny_config_compiles_for_a_small_topology(tmp_path, capsys):
@@ -52,9 +56,6 @@ def test_batch_that_does_not_split_over_the_mesh_is_a_config_error(capsys):
 
 def test_the_compiled_step_is_the_trainers_guarded_program():
   """aot compiles trainer.build_program's step: metrics carry 'finite'."""
-  from nlhf_jax import partitioning  # pylint: disable=g-import-not-at-top
-  from nlhf_jax import trainer  # pylint: disable=g-import-not-at-top
-  from nlhf_jax.models import t5  # pylint: disable=g-import-not-at-top
   tiny = t5.T5Config(vocab_size=64, d_model=16, num_heads=2, d_kv=8, d_ff=32,
                      num_encoder_layers=1, num_decoder_layers=1)
   devices = aot_memory.topology_devices("v5e:2x2")
@@ -72,3 +73,12 @@ def test_cpu_backend_options_are_refused_for_tpu(capsys):
               "--topology=v5e:2x2", "--programs=sft"])
   assert exc.value.code == 2
   assert "lm_head_backward='cpu_barrier'" in capsys.readouterr().err
+
+
+def test_the_cpu_position_bias_backward_is_refused_for_tpu():
+  tiny = t5.T5Config(vocab_size=64, d_model=16, num_heads=2, d_kv=8,
+                     d_ff=32, num_encoder_layers=1, num_decoder_layers=1,
+                     position_bias_backward="batch_dot")
+  with pytest.raises(ConfigError, match="position_bias_backward='batch_dot'"):
+    aot.compile_programs("v5e:2x2", tiny, tiny,
+                         partitioning.MeshConfig(-1, 1, 1), programs=("sft",))

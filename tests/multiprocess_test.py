@@ -51,9 +51,12 @@ def _argv(world, workdir):
 
 
 def _env(devices):
-  env = dict(os.environ, JAX_PLATFORMS="cpu",
-             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
-  return env
+  """conftest.py's XLA_FLAGS (the quick compile) with `devices` devices."""
+  count = "--xla_force_host_platform_device_count"
+  flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
+           if not f.startswith(count)]
+  return dict(os.environ, JAX_PLATFORMS="cpu",
+              XLA_FLAGS=" ".join(flags + [f"{count}={devices}"]))
 
 
 def _free_port():

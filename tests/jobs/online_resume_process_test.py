@@ -46,8 +46,8 @@ def world_sft(tmp_path_factory):
   sft_dir = str(root / "sft")
   sweep.run_experiment(finite_worlds.sft_run("majority", 0, sft_dir,
                                              SETTINGS))
+  # XLA_FLAGS as conftest.py sets them: 8 devices and the quick compile.
   env = dict(os.environ, JAX_PLATFORMS="cpu",
-             XLA_FLAGS="--xla_force_host_platform_device_count=8",
              JAX_COMPILATION_CACHE_DIR=str(root / "xla_cache"),
              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
              JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
