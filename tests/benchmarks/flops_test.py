@@ -12,6 +12,8 @@ import jax.numpy as jnp
 import pytest
 
 from benchmarks import flops
+from benchmarks import nash_md_benchmark
+from benchmarks import peer_nash_md
 from nlhf_jax.models import t5
 
 CONFIG = t5.T5Config(vocab_size=2048, d_model=128, num_heads=4, d_kv=32,
@@ -81,3 +83,14 @@ def test_decode_flops_per_token_is_the_one_position_forward_without_attention():
 def test_gpt2_decode_flops_per_token_of_the_peer():
   # d 256, 4 layers, vocab 32128: 4·24·256² + 2·256·32128.
   assert flops.gpt2_decode_flops_per_token(256, 4, 32128) == 22_740_992
+
+
+def test_the_flops_matched_size_is_within_ten_percent_of_the_peer():
+  peer = peer_nash_md.PEER_MODEL
+  ratio = (flops.decode_flops_per_token(nash_md_benchmark.FLOPS_MATCHED) /
+           flops.gpt2_decode_flops_per_token(peer["d_model"], peer["layers"],
+                                             peer["vocab"]))
+  assert 0.9 <= ratio <= 1.1, ratio
+  # The parameter-matched size is not FLOP-matched (why both exist).
+  assert flops.decode_flops_per_token(nash_md_benchmark.MATCHED) < 0.6 * (
+      flops.decode_flops_per_token(nash_md_benchmark.FLOPS_MATCHED))
