@@ -204,6 +204,10 @@ def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                       default="xla",
                       help="T5Config.lm_head_backward (SFT: the LM head; the "
                       "preference model's scorer has none)")
+  parser.add_argument("--position_bias_backward",
+                      choices=t5.POSITION_BIAS_BACKWARDS, default="xla",
+                      help="T5Config.position_bias_backward (the encoder's "
+                      "position-bias gradient; cpu.gin: batch_dot)")
   parser.add_argument("--skip_peak", action="store_true",
                       help="do not measure the matmul peak (MFU -> null)")
   args = parser.parse_args(argv)
@@ -228,7 +232,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
   common.configure_platform(args.platform, fast_compile=args.smoke)
   config = dataclasses.replace(SMALL if args.size == "small" else TINY,
                                dtype=args.dtype,
-                               lm_head_backward=args.lm_head_backward)
+                               lm_head_backward=args.lm_head_backward,
+                               position_bias_backward=(
+                                   args.position_bias_backward))
   batch, input_len, target_len = SHAPES[(args.task, args.size)]
   batch = args.batch or batch
   input_len = args.input_len or input_len
