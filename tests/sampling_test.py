@@ -209,6 +209,16 @@ def test_per_row_beta_matches_uniform_beta_runs(params, mixture_fn):
           np.asarray(getattr(uniform, name))[selected], err_msg=name)
 
 
+def _assert_same_samples(got, want):
+  """Same tokens and lengths; per-token log-probs within float rounding."""
+  np.testing.assert_array_equal(got.tokens, want.tokens)
+  np.testing.assert_array_equal(got.lengths, want.lengths)
+  for name in ("sampling_log_probs", "policy_log_probs",
+               "reference_log_probs"):
+    np.testing.assert_allclose(getattr(got, name), getattr(want, name),
+                               atol=1e-5, err_msg=name)
+
+
 def test_copies_encode_once_and_sample_the_repeated_batch(params,
                                                          mixture_fn):
   """copies=2 on x: the samples of [x; x], on one device and on a mesh."""
@@ -223,12 +233,7 @@ def test_copies_encode_once_and_sample_the_repeated_batch(params,
       got = jax.jit(lambda p, q, x, beta: sampling.sample_mixture(
           POLICY, p, REFERENCE, q, x, rng, beta, CONFIG, copies=2))(
               p, q, jax.device_put(half, data) if on_mesh else half, betas)
-    np.testing.assert_array_equal(got.tokens, want.tokens)
-    np.testing.assert_array_equal(got.lengths, want.lengths)
-    for name in ("sampling_log_probs", "policy_log_probs",
-                 "reference_log_probs"):
-      np.testing.assert_allclose(getattr(got, name), getattr(want, name),
-                                 atol=1e-5, err_msg=name)
+    _assert_same_samples(got, want)
   with pytest.raises(ValueError, match="copies must be a positive int"):
     sampling.sample_with_transform((POLICY,), (p,), half, rng, CONFIG,
                                    sampling.identity_transform, copies=0)
@@ -388,12 +393,7 @@ def test_sharded_run_matches_unsharded(mixed, params):
              jax.random.PRNGKey(7), jax.device_put(_beta(0.5), data))
   assert out.tokens.sharding.spec == data.spec
   assert out.tokens.addressable_shards[0].data.shape == (BATCH // 4, MAX_LEN)
-  np.testing.assert_array_equal(out.tokens, mixed.tokens)
-  np.testing.assert_array_equal(out.lengths, mixed.lengths)
-  for name in ("sampling_log_probs", "policy_log_probs",
-               "reference_log_probs"):
-    np.testing.assert_allclose(getattr(out, name), getattr(mixed, name),
-                               atol=1e-5)
+  _assert_same_samples(out, mixed)
 
 
 def test_filters_keep_the_right_sets():

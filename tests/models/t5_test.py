@@ -110,28 +110,37 @@ def test_unknown_lm_head_backward_is_a_config_error_naming_the_choices():
     T5Config(lm_head_backward="tpu_fast")
 
 
-def test_position_bias_backwards_give_equal_loss_and_gradients(tiny_params):
-  """'batch_dot' (custom VJP) and 'xla' (autodiff), with padded prompts."""
-  enc = _tokens(0, (3, 7)).at[1, 4:].set(0)
-  dec, targets = _tokens(1, (3, 5)), _tokens(3, (3, 5))
+def _backwards_agree(params, field, choice, enc, dec, targets):
+  """Loss and gradients with T5Config.<field> = choice equal 'xla''s.
+
+  Returns the 'xla' gradients.
+  """
 
   def loss_and_grads(backward):
-    model = T5(T5Config(**{**TINY.__dict__,
-                           "position_bias_backward": backward}))
+    model = T5(T5Config(**{**TINY.__dict__, field: backward}))
 
     def loss(params):
       logp = jax.nn.log_softmax(model.apply({"params": params}, enc, dec))
       return -jnp.take_along_axis(logp, targets[..., None], -1).mean()
 
-    return jax.jit(jax.value_and_grad(loss))(tiny_params)
+    return jax.jit(jax.value_and_grad(loss))(params)
 
   loss_xla, grads_xla = loss_and_grads("xla")
-  loss_dot, grads_dot = loss_and_grads("batch_dot")
-  np.testing.assert_allclose(loss_dot, loss_xla, rtol=1e-6)
-  assert jax.tree.structure(grads_dot) == jax.tree.structure(grads_xla)
-  for a, b in zip(jax.tree.leaves(grads_dot), jax.tree.leaves(grads_xla)):
+  loss_other, grads_other = loss_and_grads(choice)
+  np.testing.assert_allclose(loss_other, loss_xla, rtol=1e-6)
+  assert jax.tree.structure(grads_other) == jax.tree.structure(grads_xla)
+  for a, b in zip(jax.tree.leaves(grads_other), jax.tree.leaves(grads_xla)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
-  bias = np.asarray(grads_xla["encoder"]["relpos_bias"]["rel_embedding"])
+  return grads_xla
+
+
+def test_position_bias_backwards_give_equal_loss_and_gradients(tiny_params):
+  """'batch_dot' (custom VJP) and 'xla' (autodiff), with padded prompts."""
+  enc = _tokens(0, (3, 7)).at[1, 4:].set(0)
+  dec, targets = _tokens(1, (3, 5)), _tokens(3, (3, 5))
+  grads = _backwards_agree(tiny_params, "position_bias_backward", "batch_dot",
+                           enc, dec, targets)
+  bias = np.asarray(grads["encoder"]["relpos_bias"]["rel_embedding"])
   assert np.abs(bias).max() > 1e-4  # the encoder's bias gradient is exercised
 
 
@@ -152,24 +161,9 @@ def test_lm_head_backwards_give_equal_loss_and_gradients(tiny_params):
   """'cpu_barrier' (custom VJP) and 'xla' (autodiff): same values."""
   enc, dec = _tokens(0, (2, 7)), _tokens(1, (2, 5))
   targets = _tokens(3, (2, 5))
-
-  def loss_and_grads(backward):
-    model = T5(T5Config(**{**TINY.__dict__, "lm_head_backward": backward}))
-
-    def loss(params):
-      logits = model.apply({"params": params}, enc, dec)
-      logp = jax.nn.log_softmax(logits)
-      return -jnp.take_along_axis(logp, targets[..., None], -1).mean()
-
-    return jax.jit(jax.value_and_grad(loss))(tiny_params)
-
-  loss_xla, grads_xla = loss_and_grads("xla")
-  loss_cpu, grads_cpu = loss_and_grads("cpu_barrier")
-  np.testing.assert_allclose(loss_cpu, loss_xla, rtol=1e-6)
-  assert jax.tree.structure(grads_cpu) == jax.tree.structure(grads_xla)
-  for a, b in zip(jax.tree.leaves(grads_cpu), jax.tree.leaves(grads_xla)):
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
-  head = np.asarray(grads_xla["logits_dense"]["kernel"])
+  grads = _backwards_agree(tiny_params, "lm_head_backward", "cpu_barrier",
+                           enc, dec, targets)
+  head = np.asarray(grads["logits_dense"]["kernel"])
   assert np.abs(head).max() > 1e-3  # the LM head's gradient is exercised
 
 
